@@ -1,0 +1,19 @@
+# The README's two promises: `make demo` and `make test` work on a fresh Debian / Raspberry Pi OS.
+VENV ?= .venv
+export VENV
+
+.PHONY: demo test install clean
+
+demo:
+	scripts/bootstrap.sh demo
+	$(VENV)/bin/spotify-logger demo
+
+test:
+	scripts/bootstrap.sh test
+	$(VENV)/bin/python -m pytest
+
+install:
+	scripts/bootstrap.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

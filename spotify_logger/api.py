@@ -1,0 +1,137 @@
+"""The Spotify Web API client. requests errors stop here and become ApiError subclasses.
+
+Policy, in order: the rate-limit cooldown gates every request; a 401 refreshes the token once;
+transient failures (5xx, connection errors, timeouts, bodies that are not JSON) are retried by
+tenacity with bounded exponential backoff and jitter, then given up for this cycle.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
+from tenacity import wait_exponential_jitter
+
+from .auth import Authenticator
+from .config import Settings
+from .cooldown import Cooldown, parse_retry_after
+from .errors import ApiError, Forbidden, NotFound, RateLimited, TransientApiError, Unauthorized
+from .logs import get_logger
+
+log = get_logger(__name__)
+
+PLAYER_PATH = "/me/player"
+FORBIDDEN_HINT = (
+    "Spotify answered 403 Forbidden: the app's owner needs Spotify Premium, and in development "
+    "mode the user must be on the app's allowlist (Dashboard > your app > User Management)"
+)
+
+
+def make_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = "spotify-logger"
+    # Keep-alive: one TLS handshake per connection, not per poll (a Pi notices the difference).
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class SpotifyClient:
+    def __init__(self, settings: Settings, auth: Authenticator, cooldown: Cooldown, *,
+                 session: requests.Session | None = None, stop: threading.Event | None = None,
+                 attempts: int = 4, max_backoff_s: float = 8.0) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.cooldown = cooldown
+        self.session = session or auth.session
+        self.stop = stop or threading.Event()
+        self.attempts = attempts
+        self.max_backoff_s = max_backoff_s
+        self.sleep: Callable[[float], Any] = self.stop.wait  # a stop request cuts a backoff short
+
+    def player(self) -> dict[str, Any] | None:
+        """GET /me/player; None when nothing is playing (204)."""
+        return self.request("GET", PLAYER_PATH, params={"additional_types": "track,episode"})
+
+    def recently_played(self, *, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self.request("GET", "/me/player/recently-played", params=params) or {}
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json: Any = None) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientApiError),
+            stop=stop_after_attempt(self.attempts) | stop_when_event_set(self.stop),
+            wait=wait_exponential_jitter(initial=0.5, max=self.max_backoff_s, jitter=0.5),
+            sleep=self.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(self._send_authorized, method, path, params, json)
+
+    def _send_authorized(self, method: str, path: str, params: Any, body: Any) -> Any:
+        resp = self._send(method, path, params, body)
+        if resp.status_code == 401:
+            # The token expired early or was revoked server-side: one refresh, one retry.
+            self.auth.refresh()
+            resp = self._send(method, path, params, body)
+            if resp.status_code == 401:
+                raise Unauthorized(f"401 from {path} even after a token refresh", status=401)
+        return self._interpret(path, resp)
+
+    def _send(self, method: str, path: str, params: Any, body: Any) -> requests.Response:
+        self.cooldown.check()
+        token = self.auth.access_token()
+        try:
+            return self.session.request(
+                method, f"{self.settings.api_url}{path}", params=params, json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.Timeout:
+            raise TransientApiError(f"{path}: timed out") from None
+        except requests.RequestException as exc:
+            raise TransientApiError(f"{path}: {type(exc).__name__}") from None
+
+    def _interpret(self, path: str, resp: requests.Response) -> Any:
+        status = resp.status_code
+        if status == 204:
+            return None
+        if status == 429:
+            seconds = parse_retry_after(resp.headers.get("Retry-After"), self.cooldown.clock())
+            until = self.cooldown.start(seconds)
+            raise RateLimited(f"{path}: rate-limited, Retry-After {seconds:g}s", until=until)
+        if status >= 500:
+            raise TransientApiError(f"{path}: server error {status}", status=status)
+        if status == 403:
+            raise Forbidden(f"{FORBIDDEN_HINT} ({_error_message(resp)})", status=403)
+        if status == 404:
+            raise NotFound(f"{path}: not found", status=404)
+        if status >= 400:
+            raise ApiError(f"{path}: {status} {_error_message(resp)}", status=status)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise TransientApiError(f"{path}: body is not JSON", status=status) from None
+
+
+def _error_message(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return "no error body"
+    message = body.get("error", {}).get("message") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    return str(message) if message else "no error message"
+
+
+def _log_retry(state: Any) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("api_retry", attempt=state.attempt_number, error=str(exc),
+                sleep_s=round(state.next_action.sleep, 2) if state.next_action else None)

@@ -1,0 +1,110 @@
+"""Access tokens: hands out a valid one, refreshing ahead of expiry and on demand.
+
+A refresh answer may carry a new refresh token, and for PKCE clients the old one may be
+single-use. The new pair is therefore on disk (fsync'd) before the new access token is used:
+a crash in between can never leave only a spent refresh token behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import requests
+
+from .config import Settings
+from .errors import InvalidClient, InvalidGrant, TransientApiError
+from .logs import get_logger
+from .tokenstore import Tokens, TokenStore
+
+log = get_logger(__name__)
+
+REFRESH_AHEAD_S = 60.0
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, store: TokenStore, session: requests.Session,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.session = session
+        self.clock = clock
+        self._tokens: Tokens | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def tokens(self) -> Tokens:
+        if self._tokens is None:
+            self._tokens = self.store.load()
+        return self._tokens
+
+    def access_token(self) -> str:
+        with self._lock:
+            tokens = self.tokens
+            if tokens.access_token and tokens.expires_at - self.clock() > REFRESH_AHEAD_S:
+                return tokens.access_token
+            return self._refresh_locked()
+
+    def refresh(self) -> str:
+        with self._lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> str:
+        tokens = self.tokens
+        body = self.token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise TransientApiError("token endpoint answered without an access_token")
+        now = self.clock()
+        rotated = body.get("refresh_token")
+        updated = tokens.with_refresh(
+            access_token=access, expires_at=now + _expires_in(body.get("expires_in")),
+            refresh_token=rotated if isinstance(rotated, str) and rotated else None,
+            scope=body.get("scope") if isinstance(body.get("scope"), str) else None, now=now,
+        )
+        self.store.save(updated)
+        self._tokens = updated
+        log.info("token_refreshed", rotated=bool(rotated), expires_in=int(updated.expires_at - now))
+        return access
+
+    def token_request(self, form: dict[str, str]) -> dict[str, Any]:
+        """POST to the accounts token endpoint, with Basic auth or (PKCE) client_id in the form."""
+        client_id = self.settings.require_client_id()
+        auth = None
+        if self.settings.client_secret:
+            auth = (client_id, self.settings.client_secret)
+        else:
+            form = {**form, "client_id": client_id}
+        try:
+            resp = self.session.post(
+                f"{self.settings.accounts_url}/api/token", data=form, auth=auth,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.RequestException as exc:
+            raise TransientApiError(f"token endpoint unreachable: {type(exc).__name__}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise TransientApiError("token endpoint answered with a body that is not JSON", status=resp.status_code)
+        error = body.get("error")
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise TransientApiError(f"token endpoint answered {resp.status_code}", status=resp.status_code)
+        if error == "invalid_grant":
+            raise InvalidGrant(
+                "Spotify refused the refresh token (revoked, expired after 6 months, or already "
+                "used): run `spotify-logger auth` to authorize again"
+            )
+        if error == "invalid_client":
+            setting = "SPOTIFY_CLIENT_SECRET" if self.settings.client_secret else "SPOTIFY_CLIENT_ID"
+            raise InvalidClient(f"Spotify rejected the client credentials: check {setting} (and SPOTIFY_CLIENT_ID)")
+        if resp.status_code != 200 or error:
+            raise TransientApiError(f"token endpoint answered {resp.status_code} {error or ''}".strip(),
+                                    status=resp.status_code)
+        return body
+
+
+def _expires_in(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 3600.0

@@ -1,0 +1,71 @@
+"""What one poll asks the store to do, as plain data that survives a trip through the spool."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .extract import RedisValue
+
+
+@dataclass(frozen=True)
+class PlayWrite:
+    """Fields to set on one play hash. `uri` and `artists` name the counters to bump if the
+    play is counted now and was not before; the store decides that, so replays stay idempotent.
+
+    A write that carries `last_seen_at` is ignored when the stored play was seen later (a stale
+    replay). `create_only` writes (backfill, import) land only if the play key does not exist.
+    """
+
+    started_at: int
+    fields: Mapping[str, RedisValue]
+    uri: str
+    artists: tuple[str, ...] = ()
+    counted: bool = False
+    create_only: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """All writes of one poll, applied atomically. `current` is the open play's started_at, or
+    None when no play is open; `keep_current` leaves listening:current as it is."""
+
+    polled_at: int
+    writes: tuple[PlayWrite, ...] = ()
+    current: int | None = None
+    keep_current: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "polled_at": self.polled_at,
+                "current": self.current,
+                "keep_current": self.keep_current,
+                "writes": [
+                    {"started_at": w.started_at, "fields": dict(w.fields), "uri": w.uri,
+                     "artists": list(w.artists), "counted": w.counted, "create_only": w.create_only}
+                    for w in self.writes
+                ],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> "Batch":
+        raw = json.loads(line)
+        return cls(
+            polled_at=int(raw["polled_at"]),
+            current=None if raw["current"] is None else int(raw["current"]),
+            keep_current=bool(raw.get("keep_current", False)),
+            writes=tuple(
+                PlayWrite(
+                    started_at=int(w["started_at"]), fields=w["fields"], uri=str(w["uri"]),
+                    artists=tuple(w["artists"]), counted=bool(w["counted"]),
+                    create_only=bool(w.get("create_only", False)),
+                )
+                for w in raw["writes"]
+            ),
+        )

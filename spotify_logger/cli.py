@@ -1,0 +1,61 @@
+"""The command line: parse, build Settings once, dispatch, and turn errors into exit codes.
+
+A traceback is never the user interface: every SpotifyLoggerError becomes one line on stderr
+and its documented exit code; anything unexpected becomes one line and exit 70.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from typing import Mapping, Sequence
+
+from . import __version__, logs
+from .commands import COMMANDS
+from .config import Settings
+from .errors import EX_SOFTWARE, EX_USAGE, SpotifyLoggerError
+
+PROG = "spotify-logger"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Record every Spotify play into Redis.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return EX_USAGE if exc.code not in (0, None) else 0
+    try:
+        settings = Settings.from_env(env)
+        logs.configure(settings.log_format, level=getattr(logging, settings.log_level.upper()))
+        return int(args.handler(args, settings))
+    except SpotifyLoggerError as exc:
+        if args.command == "run":
+            logs.get_logger(PROG).error("startup_failed", error=str(exc), exit_code=exc.exit_code)
+        else:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `spotify-logger export | head`
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see module docstring
+        print(f"{PROG}: internal error: {type(exc).__name__}: {logs.redact_text(str(exc))}", file=sys.stderr)
+        if (env if env is not None else os.environ).get("SPOTIFY_LOGGER_DEBUG"):
+            traceback.print_exc()
+        return EX_SOFTWARE
+
+
+def entry_point() -> None:
+    sys.exit(main())

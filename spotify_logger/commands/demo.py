@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from .. import keys
+from ..config import Settings
+from ..daemon import Parts
+from ..errors import BadInput, StoreUnavailable
+from ..loop import Poller
+from ..reader import artists_of, iter_plays
+from ..redisproc import RedisServer, redis_server_path
+from ..schedule import Schedule
+from ..simulator import SpotifySimulator
+from ..simulator.demo_script import demo_script
+from ..tokenstore import Tokens, TokenStore
+from ..tracker import PlayTracker
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("demo", help="record a ~60 s scripted session from the built-in simulator and show it")
+    p.add_argument("--seconds", type=float, default=None, help="stop early (default: the whole script)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    script = demo_script()
+    # Past the script, wait out the end grace so the last play closes and shows as finished.
+    seconds = args.seconds if args.seconds is not None else script.length_ms / 1000 + 7
+    if seconds <= 0:
+        raise BadInput("--seconds must be positive")
+    with tempfile.TemporaryDirectory(prefix="spotify-logger-demo-") as tmp:
+        server = _start_redis(Path(tmp) / "redis")
+        try:
+            client = server.client() if server else _in_memory()
+            with SpotifySimulator(script, recent_min_ms=5_000) as sim:
+                demo = dataclasses.replace(
+                    settings, api_url=sim.api_url, accounts_url=sim.accounts_url, client_id="sim-client",
+                    client_secret=None, state_dir=Path(tmp) / "state", poll_interval=0.5, max_poll_interval=3.0,
+                    min_play_ms=5_000, end_grace_s=4.0,
+                    redis_url=server.url if server else "redis://in-memory",
+                )
+                TokenStore(demo.token_file).save(Tokens(refresh_token=sim.current_refresh_token))
+                _record(demo, client, seconds)
+            print(summary(client))
+        finally:
+            if server:
+                server.stop(save=False)
+    return 0
+
+
+def _start_redis(directory: Path) -> RedisServer | None:
+    if redis_server_path() is None:
+        print("redis-server not found: using an in-memory store for this demo (nothing is kept)")
+        return None
+    server = RedisServer(directory).start()
+    print(f"throwaway redis-server on 127.0.0.1:{server.port}")
+    return server
+
+
+def _in_memory() -> "redis.Redis[str]":
+    try:
+        import fakeredis
+    except ImportError:
+        raise StoreUnavailable("neither redis-server nor fakeredis is installed: run `make demo`") from None
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+def _record(settings: Settings, client: "redis.Redis[str]", seconds: float) -> None:
+    stop = threading.Event()
+    parts = Parts.build(settings, stop, redis_client=client)
+    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000))
+    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
+                    stop=stop)
+    print(f"recording the simulator's scripted session for {seconds:.0f}s (plays print as they happen)...", flush=True)
+    worker = threading.Thread(target=poller.run, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + seconds
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.25)
+    stop.set()
+    worker.join(5)
+
+
+def summary(client: "redis.Redis[str]") -> str:
+    rows = ["", f"{'started (UTC)':<20} {'played':>7} {'counted':<8} {'type':<8} item"]
+    for started_at, fields in iter_plays(client):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started_at / 1000))
+        who = ", ".join(artists_of(fields)) or fields.get("show") or ""
+        rows.append(f"{stamp:<20} {int(fields.get('ms_played', 0)) / 1000:>6.1f}s "
+                    f"{'yes' if fields.get('counted') == '1' else 'no':<8} {fields.get('type', '?'):<8} "
+                    f"{fields.get('name', fields.get('uri', '?'))}{' - ' + who if who else ''}")
+    top = client.zrevrange(keys.TRACK_COUNTS, 0, 9, withscores=True)
+    rows += ["", "plays:tracks (counted plays per uri):"]
+    rows += [f"  {int(score):>3}  {uri}" for uri, score in top] or ["  (none)"]
+    rows += ["", "Try it against your own Redis: redis-cli ZREVRANGE plays:tracks 0 9 WITHSCORES"]
+    return "\n".join(rows)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import BadInput
+from ..simulator import Script, SpotifySimulator
+from ..simulator.demo_script import demo_script
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("simulate", help="run the built-in Spotify Web API simulator on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--script", type=Path, help="a JSON timeline (default: the demo session, looped)")
+    p.add_argument("--client-id", default="sim-client")
+    p.add_argument("--client-secret", default=None)
+    p.add_argument("--rotate", action="store_true", help="make refresh tokens single-use, like PKCE clients")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    if args.script:
+        try:
+            script = Script.from_json(json.loads(args.script.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{args.script}: not a usable timeline script ({exc})") from None
+    else:
+        script = Script(demo_script().segments, loop=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sim = SpotifySimulator(script, client_id=args.client_id, client_secret=args.client_secret,
+                           rotate_refresh_tokens=args.rotate, port=args.port)
+    with sim:
+        print(f"Spotify simulator on {sim.base_url} (Ctrl-C stops it). Point spotify-logger at it with:")
+        print(f"  export SPOTIFY_API_URL={sim.api_url} SPOTIFY_ACCOUNTS_URL={sim.accounts_url}")
+        print(f"  export SPOTIFY_CLIENT_ID={args.client_id}")
+        print(f"  spotify-logger auth --refresh-token {sim.current_refresh_token}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0

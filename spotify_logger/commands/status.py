@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+
+from ..config import Settings
+from ..errors import EX_OK, EX_UNAVAILABLE
+from ..health import Health, gather
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("status", help="show token, poller, Redis and rate-limit health (exit 69 when unhealthy)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    health = gather(settings)
+    if args.json:
+        print(json.dumps(health.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(render(health, time.time()))
+    return EX_OK if health.healthy else EX_UNAVAILABLE
+
+
+def render(h: Health, now: float) -> str:
+    lines = [f"status:        {'healthy' if h.healthy else 'UNHEALTHY'}"]
+    if h.token_present:
+        expires = "not fetched yet" if h.token_expires_in_s is None else f"access token expires in {h.token_expires_in_s:.0f}s"
+        age = f", authorized {_when(h.authorized_at, now)}" if h.authorized_at else ", authorized_at unknown"
+        lines.append(f"token:         present, {expires}{age}")
+    else:
+        lines.append(f"token:         missing ({h.token_error})")
+    lines.append(f"redis:         {'reachable' if h.redis_reachable else 'UNREACHABLE'}")
+    lines.append(f"last poll:     {_when(h.last_poll_at, now)}")
+    lines.append(f"last write:    {_when(h.last_write_at, now)}")
+    lines.append(f"rate limit:    {'cooldown ' + format(h.cooldown_remaining_s, '.0f') + 's left' if h.cooldown_remaining_s else 'none'}")
+    lines.append(f"spool:         {h.spool_bytes} bytes waiting for Redis" if h.spool_bytes else "spool:         empty")
+    for key, value in h.extra.items():
+        lines.append(f"{key + ':':<15}{value}")
+    lines.extend(f"problem:       {p}" for p in h.problems)
+    return "\n".join(lines)
+
+
+def _when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    stamp = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return f"{stamp} ({_ago(now - ts)})"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"

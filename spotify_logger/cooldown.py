@@ -1,0 +1,111 @@
+"""The rate-limit cooldown: no request goes to Spotify before a Retry-After deadline passes.
+
+The deadline survives restarts: it is kept in Redis (a key whose TTL ends with it) and in the
+state dir, so that a poller restarted by run.py or systemd does not extend the penalty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from . import keys
+from .errors import RateLimited, StoreUnavailable
+from .fsutil import atomic_write
+from .logs import get_logger
+from .store import translate_redis_errors
+
+log = get_logger(__name__)
+
+DEFAULT_RETRY_AFTER_S = 5.0
+LONG_PENALTY_S = 600.0
+
+
+def parse_retry_after(value: str | None, now: float) -> float:
+    """Seconds to wait: Retry-After is delta-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return DEFAULT_RETRY_AFTER_S
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return DEFAULT_RETRY_AFTER_S
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+class Cooldown:
+    def __init__(self, *, state_file: Path | None = None, redis_client: "redis.Redis[str] | None" = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state_file = state_file
+        self.redis = redis_client
+        self.clock = clock
+        self.until = 0.0
+
+    def remaining(self) -> float:
+        return max(0.0, self.until - self.clock())
+
+    def check(self) -> None:
+        if self.clock() < self.until:
+            raise RateLimited(f"rate-limited for {self.remaining():.1f}s more", until=self.until)
+
+    def start(self, retry_after_s: float) -> float:
+        until = self.clock() + retry_after_s
+        if until <= self.until:
+            return self.until
+        self.until = until
+        deadline = datetime.fromtimestamp(until, timezone.utc).isoformat(timespec="seconds")
+        if retry_after_s > LONG_PENALTY_S:
+            log.warning("rate_limited_long", retry_after_s=retry_after_s, deadline=deadline)
+        else:
+            log.info("rate_limited", retry_after_s=retry_after_s, deadline=deadline)
+        self._persist()
+        return until
+
+    def load(self) -> float:
+        """Adopt a deadline an earlier process persisted, if it has not passed."""
+        candidates = [self.until, self._read_file()]
+        if self.redis is not None:
+            try:
+                with translate_redis_errors():
+                    raw = self.redis.get(keys.COOLDOWN)
+                candidates.append(float(raw) if raw else 0.0)
+            except (StoreUnavailable, ValueError):
+                pass
+        self.until = max(candidates)
+        return self.until
+
+    def _persist(self) -> None:
+        # The file first: it is what a restart reads when Redis is down.
+        if self.state_file is not None:
+            try:
+                atomic_write(self.state_file, json.dumps({"until": self.until}).encode(), mode=0o600)
+            except OSError as exc:
+                log.warning("cooldown_not_persisted", where="state_dir", error=type(exc).__name__)
+        if self.redis is not None:
+            ttl = max(1, math.ceil(self.until - self.clock()))
+            try:
+                with translate_redis_errors():
+                    self.redis.set(keys.COOLDOWN, repr(self.until), ex=ttl)
+            except StoreUnavailable:
+                log.warning("cooldown_not_persisted", where="redis")
+
+    def _read_file(self) -> float:
+        if self.state_file is None or not self.state_file.exists():
+            return 0.0
+        try:
+            return float(json.loads(self.state_file.read_text())["until"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0

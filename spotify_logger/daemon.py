@@ -1,0 +1,141 @@
+"""`spotify-logger run`: wires the parts together and owns the process lifecycle.
+
+Shutdown is warm, then cold (as in rq): the first SIGTERM/SIGINT sets the stop event, the
+loop finishes the write in hand and the process exits 0 within about 2 s; a second signal
+exits at once. Signal handlers only set events; everything else happens in the main thread.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import redis
+
+from .api import SpotifyClient, make_session
+from .auth import Authenticator
+from .config import Settings
+from .cooldown import Cooldown
+from .errors import EX_OK, EX_SOFTWARE, SpotifyLoggerError
+from .logs import get_logger
+from .loop import Poller, PollHook
+from .notify import Notifier
+from .schedule import Schedule
+from .spool import Spool
+from .store import Store, connect
+from .tokenstore import TokenStore
+from .tracker import OpenPlay, PlayTracker
+from .writer import Writer
+
+log = get_logger(__name__)
+
+WARM_SHUTDOWN_S = 1.5
+STARTUP_REDIS_WAIT_S = 10.0
+
+
+@dataclass
+class Parts:
+    """Everything a poller needs, built from Settings; commands like backfill reuse it."""
+
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    cooldown: Cooldown
+    client: SpotifyClient
+    writer: Writer
+    stop: threading.Event
+
+    @classmethod
+    def build(cls, settings: Settings, stop: threading.Event | None = None, *,
+              redis_client: "redis.Redis[str] | None" = None) -> "Parts":
+        settings.require_client_id()
+        stop = stop or threading.Event()
+        tokens = TokenStore(settings.token_file)
+        tokens.load()  # fail fast, before any network: missing, damaged or world-readable
+        store = Store(redis_client if redis_client is not None else connect(settings.redis_url))
+        session = make_session()
+        auth = Authenticator(settings, tokens, session)
+        cooldown = Cooldown(state_file=settings.state_dir / "cooldown.json", redis_client=store.redis)
+        client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
+        writer = Writer(store, Spool(settings.state_dir / "spool.jsonl"))
+        return cls(settings, store, auth, cooldown, client, writer, stop)
+
+
+class Signals:
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.abort = threading.Event()
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # RUNNING -> STOPPING on the first signal, STOPPING -> ABORT on the second.
+        (self.abort if self.stop.is_set() else self.stop).set()
+
+
+def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[PollHook] | None = None) -> int:
+    notifier = notifier or Notifier()
+    stop = threading.Event()
+    signals = Signals(stop)
+    signals.install()
+    parts = Parts.build(settings, stop)
+    parts.cooldown.load()
+    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000),
+                          restored=_restore(parts, stop))
+    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
+                    stop=stop, on_progress=notifier.watchdog, after_poll=hooks)
+    outcome: list[int] = []
+    worker = threading.Thread(target=_work, args=(poller, stop, outcome), name="poller", daemon=True)
+    log.info("poller_started", api_url=settings.api_url, poll_interval=settings.poll_interval,
+             restored_play=tracker.open.started_at if tracker.open else None)
+    worker.start()
+    notifier.ready()
+    # Poll with join() rather than stop.wait(): the signal handler runs in this thread and sets
+    # the same event, which must never find its lock held by the code it interrupted.
+    while worker.is_alive() and not stop.is_set():
+        worker.join(0.25)
+    notifier.stopping()
+    deadline = time.monotonic() + WARM_SHUTDOWN_S
+    while worker.is_alive() and not signals.abort.is_set() and time.monotonic() < deadline:
+        worker.join(0.05)
+    if worker.is_alive() and not signals.abort.is_set():
+        # Still inside an HTTP call, or a write: let a write finish, abandon a request.
+        poller.write_lock.acquire(timeout=0.4)
+    code = outcome[0] if outcome else EX_OK
+    log.info("poller_stopped", exit_code=code, cold=signals.abort.is_set())
+    return code
+
+
+def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
+    """Replay any spool, then pick up the play a previous process left open."""
+    deadline = time.monotonic() + STARTUP_REDIS_WAIT_S
+    while not parts.store.ping():
+        if time.monotonic() > deadline or stop.is_set():
+            log.warning("store_unavailable_at_start", action="polling without the open play")
+            return None
+        stop.wait(0.5)
+    if not parts.writer.flush():
+        return None
+    try:
+        found = parts.store.load_current()
+    except SpotifyLoggerError:
+        return None
+    return OpenPlay.from_hash(*found) if found else None
+
+
+def _work(poller: Poller, stop: threading.Event, outcome: list[int]) -> None:
+    try:
+        poller.run()
+    except SpotifyLoggerError as exc:
+        log.error("poller_failed", error=str(exc), exit_code=exc.exit_code)
+        outcome.append(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the supervisor restarts us; say what happened first
+        log.error("poller_crashed", error=repr(exc), exc_info=True)
+        outcome.append(EX_SOFTWARE)
+    finally:
+        stop.set()

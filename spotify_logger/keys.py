@@ -1,0 +1,43 @@
+"""Every Redis key name and the play schema, in one place.
+
+README.md documents these for redis-cli users; change both together.
+"""
+
+from __future__ import annotations
+
+PLAY_PREFIX = "listening:"
+INDEX = "listening:index"            # ZSET member=<started_at_ms> score=<started_at_ms>
+CURRENT = "listening:current"        # STRING key of the open play, so a restart continues it
+TRACK_COUNTS = "plays:tracks"        # ZSET member=uri score=counted plays
+ARTIST_COUNTS = "plays:artists"      # ZSET member=artist name score=counted plays
+STATUS = "spotify-logger:status"     # HASH last_poll_at, last_write_at (ms) for `status`
+COOLDOWN = "spotify-logger:cooldown"  # STRING rate-limit deadline (epoch s), with a TTL to match
+RECENT_CURSOR = "spotify-logger:recent_cursor"  # STRING newest recently-played played_at (ms)
+GAPS = "gaps"                        # ZSET member=JSON{start,end,estimated_plays} score=start ms
+PLAYLISTS = "spotify-logger:playlists"  # HASH playlist name -> Spotify playlist id
+
+# The fields of a play hash, in documentation order. Fields whose value is unknown are absent,
+# never "None": Redis cannot store None and a missing field reads as nil in redis-cli.
+PLAY_FIELDS: tuple[str, ...] = (
+    "started_at", "last_seen_at", "ended_at", "ms_played", "progress_ms", "duration_ms",
+    "type", "uri", "id", "name", "artists", "artist_ids", "album", "album_id", "show",
+    "explicit", "is_local", "context_type", "context_uri", "device_name", "device_type",
+    "device_volume", "shuffle_state", "repeat_state", "playing", "counted", "source",
+    "confirmed_at",
+    # Extra fields a Spotify data-export import keeps when the record has them.
+    "platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode",
+)
+
+SOURCES = ("poll", "recently_played", "import")
+
+
+def play_key(started_at_ms: int) -> str:
+    return f"{PLAY_PREFIX}{started_at_ms}"
+
+
+def is_play_key(key: str) -> bool:
+    return key.startswith(PLAY_PREFIX) and key[len(PLAY_PREFIX):].isdigit()
+
+
+def started_at_of(key: str) -> int:
+    return int(key[len(PLAY_PREFIX):])

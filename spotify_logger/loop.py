@@ -1,0 +1,85 @@
+"""The polling loop: API body -> Snapshot -> PlayTracker -> Writer, then sleep on the stop event."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Protocol
+
+from .api import SpotifyClient
+from .batch import Batch
+from .errors import ApiError, Forbidden, RateLimited
+from .extract import Snapshot, extract
+from .logs import get_logger
+from .schedule import Schedule
+from .tracker import PlayTracker
+from .writer import Writer
+
+log = get_logger(__name__)
+
+
+class PollHook(Protocol):
+    """Runs after each successful poll (the reconciler uses it to notice gaps)."""
+
+    def __call__(self, polled_at: float, previous_poll_at: float | None) -> None: ...
+
+
+class Poller:
+    def __init__(self, client: SpotifyClient, tracker: PlayTracker, writer: Writer, schedule: Schedule, *,
+                 stop: threading.Event, clock: Callable[[], float] = time.time,
+                 on_progress: Callable[[], None] = lambda: None,
+                 after_poll: list[PollHook] | None = None) -> None:
+        self.client = client
+        self.tracker = tracker
+        self.writer = writer
+        self.schedule = schedule
+        self.stop = stop
+        self.clock = clock
+        self.on_progress = on_progress
+        self.after_poll = after_poll or []
+        self.last_ok_at: float | None = None
+        # Held while a batch is written, so a warm shutdown can wait for the write to finish.
+        self.write_lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            delay = self.poll_once()
+            self.stop.wait(delay)
+
+    def poll_once(self) -> float:
+        try:
+            body = self.client.player()
+        except RateLimited as exc:
+            # A cooldown is progress too: the watchdog must not kill a poller that waits politely.
+            self.on_progress()
+            return max(0.05, exc.until - self.clock())
+        except Forbidden:
+            raise
+        except ApiError as exc:
+            log.warning("poll_failed", error=str(exc), status=exc.status)
+            self.on_progress()
+            return self.schedule.after_failure()
+        received_at = self.clock()
+        snap = extract(body) if body is not None else Snapshot()
+        before = self.tracker.open.started_at if self.tracker.open else None
+        batch = self.tracker.observe(snap, int(received_at * 1000))
+        with self.write_lock:
+            self.writer.write(batch)
+        changed = _log_changes(batch, before, self.tracker)
+        log.debug("poll_ok", playing=snap.is_playing, kind=snap.kind, progress_ms=snap.progress_ms)
+        previous, self.last_ok_at = self.last_ok_at, received_at
+        self.on_progress()
+        for hook in self.after_poll:
+            hook(received_at, previous)
+        return self.schedule.after_poll(snap, changed)
+
+
+def _log_changes(batch: Batch, before: int | None, tracker: PlayTracker) -> bool:
+    for write in batch.writes:
+        if "ended_at" in write.fields:
+            log.info("play_finished", uri=write.uri, started_at=write.started_at,
+                     ms_played=write.fields.get("ms_played"), counted=write.counted)
+    after = tracker.open
+    if after is not None and after.started_at != before:
+        log.info("play_started", uri=after.uri, name=after.item.get("name"), started_at=after.started_at)
+    return (after.started_at if after else None) != before

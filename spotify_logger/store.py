@@ -1,0 +1,135 @@
+"""The Redis store: applies Batches atomically and idempotently. redis-py errors stop here.
+
+One Lua script per batch means one round trip per poll, and Redis runs it atomically: either
+the whole poll's writes land or none do. Counters move only when a play's stored `counted`
+flips from not-"1" to "1", so a retried, replayed or restarted write can never count twice.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+import redis
+
+from . import keys
+from .batch import Batch
+from .errors import SpotifyLoggerError, StoreUnavailable
+
+_APPLY = """
+local writes = cjson.decode(ARGV[3])
+local polled_at = tonumber(ARGV[1])
+local wrote = 0
+for i, w in ipairs(writes) do
+  local key = KEYS[5 + i]
+  local seen = tonumber(redis.call('HGET', key, 'last_seen_at') or '0')
+  local apply
+  if w.new == 1 then
+    apply = redis.call('EXISTS', key) == 0
+  else
+    apply = w.seen == '' or tonumber(w.seen) >= seen
+  end
+  if apply then
+    local was = redis.call('HGET', key, 'counted')
+    redis.call('HSET', key, unpack(w.f))
+    redis.call('ZADD', KEYS[1], tonumber(w.s), w.s)
+    if w.c == 1 and was ~= '1' then
+      redis.call('ZINCRBY', KEYS[3], 1, w.u)
+      for _, artist in ipairs(w.a) do redis.call('ZINCRBY', KEYS[4], 1, artist) end
+    end
+    wrote = wrote + 1
+  end
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+elseif ARGV[2] ~= '-' then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+local last_poll = tonumber(redis.call('HGET', KEYS[5], 'last_poll_at') or '0')
+if polled_at > last_poll then redis.call('HSET', KEYS[5], 'last_poll_at', ARGV[1]) end
+if wrote > 0 then
+  local last_write = tonumber(redis.call('HGET', KEYS[5], 'last_write_at') or '0')
+  if polled_at > last_write then redis.call('HSET', KEYS[5], 'last_write_at', ARGV[1]) end
+end
+return wrote
+"""
+
+# Errors that mean "Redis is there but cannot take writes right now": spool and retry later.
+_TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY")
+
+
+class StoreError(SpotifyLoggerError):
+    """Redis answered with an error that waiting will not fix (a bug, not an outage)."""
+
+
+@contextmanager
+def translate_redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
+    except redis.ResponseError as exc:
+        if str(exc).startswith(_TRANSIENT_REPLIES):
+            raise StoreUnavailable(f"Redis refused the write: {str(exc).split(' ')[0]}") from None
+        raise StoreError(f"Redis error: {exc}") from None
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis failed: {type(exc).__name__}") from None
+
+
+def connect(url: str) -> "redis.Redis[str]":
+    # Short socket timeouts: a poll must not hang on a dead Redis, it must spool and move on.
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+        health_check_interval=30,
+    )
+
+
+class Store:
+    def __init__(self, client: "redis.Redis[str]") -> None:
+        self.redis = client
+        self._apply = client.register_script(_APPLY)
+
+    def apply(self, batch: Batch) -> int:
+        """Write one batch atomically. Returns how many play writes landed (stale ones do not)."""
+        play_keys = [keys.play_key(w.started_at) for w in batch.writes]
+        payload = [
+            {
+                "s": str(w.started_at),
+                "seen": str(w.fields.get("last_seen_at", "")),
+                "new": 1 if w.create_only else 0,
+                "f": [str(x) for kv in w.fields.items() for x in kv],
+                "u": w.uri,
+                "a": list(w.artists),
+                "c": 1 if w.counted else 0,
+            }
+            for w in batch.writes
+        ]
+        current = "-" if batch.keep_current else ("" if batch.current is None else keys.play_key(batch.current))
+        with translate_redis_errors():
+            return int(self._apply(
+                keys=[keys.INDEX, keys.CURRENT, keys.TRACK_COUNTS, keys.ARTIST_COUNTS, keys.STATUS, *play_keys],
+                args=[batch.polled_at, current, json.dumps(payload, ensure_ascii=False) if payload else "[]"],
+            ))
+
+    def load_current(self) -> tuple[int, dict[str, str]] | None:
+        """The open play a previous process left behind, as (started_at, hash)."""
+        with translate_redis_errors():
+            key = self.redis.get(keys.CURRENT)
+            if not key or not keys.is_play_key(key):
+                return None
+            fields = self.redis.hgetall(key)
+        if not fields or "ended_at" in fields:
+            return None
+        return keys.started_at_of(key), fields
+
+    def ping(self) -> bool:
+        try:
+            with translate_redis_errors():
+                return bool(self.redis.ping())
+        except StoreUnavailable:
+            return False
+
+    def status(self) -> dict[str, str]:
+        with translate_redis_errors():
+            return self.redis.hgetall(keys.STATUS)

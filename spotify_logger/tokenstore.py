@@ -1,0 +1,72 @@
+"""The token file: one JSON document in the state dir, mode 0600, replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .errors import TokenFileInsecure, TokenMissing
+from .fsutil import atomic_write
+
+
+@dataclass(frozen=True)
+class Tokens:
+    refresh_token: str
+    access_token: str | None = None
+    expires_at: float = 0.0          # epoch seconds
+    scope: str | None = None
+    authorized_at: float | None = None  # when the user granted access; refresh tokens die 6 months later
+    refreshed_at: float | None = None
+
+    def __repr__(self) -> str:  # never let a token reach a log through repr()
+        return f"Tokens(expires_at={self.expires_at}, authorized_at={self.authorized_at})"
+
+    def with_refresh(self, access_token: str, expires_at: float, refresh_token: str | None,
+                     scope: str | None, now: float) -> "Tokens":
+        return replace(
+            self, access_token=access_token, expires_at=expires_at,
+            refresh_token=refresh_token or self.refresh_token, scope=scope or self.scope,
+            refreshed_at=now,
+        )
+
+
+class TokenStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def check_permissions(self) -> None:
+        mode = self.path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise TokenFileInsecure(
+                f"{self.path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {self.path}"
+            )
+
+    def load(self) -> Tokens:
+        if not self.path.exists():
+            raise TokenMissing(f"no token at {self.path}: run `spotify-logger auth` first")
+        self.check_permissions()
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return Tokens(
+                refresh_token=str(raw["refresh_token"]),
+                access_token=raw.get("access_token"),
+                expires_at=float(raw.get("expires_at") or 0),
+                scope=raw.get("scope"),
+                authorized_at=_float_or_none(raw.get("authorized_at")),
+                refreshed_at=_float_or_none(raw.get("refreshed_at")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TokenMissing(f"{self.path} is damaged: run `spotify-logger auth` again") from None
+
+    def save(self, tokens: Tokens) -> None:
+        atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"), mode=0o600)
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float, str)) and value != "" else None
