@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
-from tenacity import wait_exponential_jitter
+from tenacity import wait_exponential, wait_random
 
 from .auth import Authenticator
 from .config import Settings
@@ -42,13 +42,14 @@ def make_session() -> requests.Session:
 class SpotifyClient:
     def __init__(self, settings: Settings, auth: Authenticator, cooldown: Cooldown, *,
                  session: requests.Session | None = None, stop: threading.Event | None = None,
-                 attempts: int = 4, max_backoff_s: float = 8.0) -> None:
+                 attempts: int = 4, initial_backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
         self.settings = settings
         self.auth = auth
         self.cooldown = cooldown
         self.session = session or auth.session
         self.stop = stop or threading.Event()
         self.attempts = attempts
+        self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.sleep: Callable[[float], Any] = self.stop.wait  # a stop request cuts a backoff short
 
@@ -67,7 +68,9 @@ class SpotifyClient:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientApiError),
             stop=stop_after_attempt(self.attempts) | stop_when_event_set(self.stop),
-            wait=wait_exponential_jitter(initial=0.5, max=self.max_backoff_s, jitter=0.5),
+            # Exponential plus jitter, composed from two small strategies (works on tenacity 8 and 9).
+            wait=wait_exponential(multiplier=self.initial_backoff_s, max=self.max_backoff_s)
+            + wait_random(0, self.initial_backoff_s),
             sleep=self.sleep,
             before_sleep=_log_retry,
             reraise=True,

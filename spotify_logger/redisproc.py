@@ -12,6 +12,7 @@ from types import TracebackType
 import redis
 
 from .errors import StoreUnavailable
+from .store import no_backoff_retry
 
 
 def free_port() -> int:
@@ -40,7 +41,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> "redis.Redis[str]":
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, retry=no_backoff_retry())
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import keys
 from .batch import Batch
@@ -77,11 +79,17 @@ def translate_redis_errors() -> Iterator[None]:
         raise StoreUnavailable(f"Redis failed: {type(exc).__name__}") from None
 
 
+def no_backoff_retry() -> Retry:
+    # redis-py's default retries a failed command 3 times with seconds of backoff. A poll must
+    # not stall on a dead Redis: one immediate retry (a pooled connection gone stale after a
+    # Redis restart), then the caller spools and moves on.
+    return Retry(NoBackoff(), 1)
+
+
 def connect(url: str) -> "redis.Redis[str]":
-    # Short socket timeouts: a poll must not hang on a dead Redis, it must spool and move on.
     return redis.Redis.from_url(
         url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-        health_check_interval=30,
+        health_check_interval=30, retry=no_backoff_retry(),
     )
 
 

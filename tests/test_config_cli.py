@@ -1,0 +1,102 @@
+"""Settings validation and the command line's error contract: one line, a documented exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spotify_logger.cli import main
+from spotify_logger.config import Settings
+from spotify_logger.errors import ConfigError
+
+from conftest import ROOT
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({"HOME": "/home/pi"}, isatty=False)
+    assert s.api_url == "https://api.spotify.com/v1" and s.accounts_url == "https://accounts.spotify.com"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.state_dir == Path("/home/pi/.local/state/spotify-logger")
+    assert (s.poll_interval, s.max_poll_interval, s.min_play_ms) == (5.0, 30.0, 30_000)
+    assert s.log_format == "json" and s.client_id is None and s.uses_pkce
+    assert Settings.from_env({}, isatty=True).log_format == "console"
+
+
+def test_systemd_state_directory_wins() -> None:
+    s = Settings.from_env({"STATE_DIRECTORY": "/var/lib/spotify-logger:/var/lib/other", "HOME": "/root"})
+    assert s.state_dir == Path("/var/lib/spotify-logger")
+    assert Settings.from_env({"STATE_DIRECTORY": "/x", "SPOTIFY_LOGGER_STATE_DIR": "/y"}).state_dir == Path("/y")
+
+
+def test_values_are_parsed() -> None:
+    s = Settings.from_env({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_CLIENT_SECRET": "sec", "SPOTIFY_LOGGER_POLL_INTERVAL": "0.5",
+                           "SPOTIFY_LOGGER_MIN_PLAY_MS": "1000", "SPOTIFY_API_URL": "http://127.0.0.1:9/v1/",
+                           "SPOTIFY_LOGGER_LOG_FORMAT": "console"})
+    assert (s.client_id, s.poll_interval, s.min_play_ms, s.api_url, s.log_format) == (
+        "id", 0.5, 1000, "http://127.0.0.1:9/v1", "console")
+    assert not s.uses_pkce and "sec" not in repr(s)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("SPOTIFY_LOGGER_POLL_INTERVAL", "fast"), ("SPOTIFY_LOGGER_POLL_INTERVAL", "0"),
+    ("SPOTIFY_LOGGER_POLL_INTERVAL", "-1"), ("SPOTIFY_LOGGER_POLL_INTERVAL", "inf"),
+    ("SPOTIFY_LOGGER_MIN_PLAY_MS", "30s"), ("SPOTIFY_LOGGER_MIN_PLAY_MS", "-5"),
+    ("SPOTIFY_API_URL", "api.spotify.com"), ("SPOTIFY_ACCOUNTS_URL", "ftp://x"),
+    ("REDIS_URL", "localhost:6379"), ("SPOTIFY_LOGGER_LOG_FORMAT", "xml"), ("SPOTIFY_LOGGER_LOG_LEVEL", "loud"),
+])
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name) as info:
+        Settings.from_env({name: value})
+    assert info.value.exit_code == 78
+
+
+def test_max_interval_below_min_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MAX_POLL_INTERVAL"):
+        Settings.from_env({"SPOTIFY_LOGGER_POLL_INTERVAL": "10", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL": "5"})
+
+
+def test_redis_password_is_not_echoed_in_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"REDIS_URL": "http://:hunter2@host"})
+    assert "hunter2" not in str(info.value)
+
+
+def cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPOTIFY_LOGGER_STATE_DIR": str(tmp_path / "state"), **env}
+    return subprocess.run([sys.executable, "-m", "spotify_logger", *args], env=full, cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_run_without_client_id_exits_78_with_one_line(tmp_path: Path) -> None:
+    result = cli(["run"], {}, tmp_path)
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SPOTIFY_CLIENT_ID" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_bad_setting_exits_78_with_one_line(tmp_path: Path) -> None:
+    result = cli(["status"], {"SPOTIFY_LOGGER_POLL_INTERVAL": "soon"}, tmp_path)
+    assert result.returncode == 78
+    assert result.stderr.strip() == ("spotify-logger: SPOTIFY_LOGGER_POLL_INTERVAL='soon' is invalid: "
+                                     "expected a number of seconds, such as 5 or 0.5")
+
+
+def test_run_without_token_exits_78_and_says_what_to_do(tmp_path: Path) -> None:
+    result = cli(["run"], {"SPOTIFY_CLIENT_ID": "abc"}, tmp_path)
+    assert result.returncode == 78 and "spotify-logger auth" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_64() -> None:
+    assert main(["no-such-command"], env={}) == 64
+    assert main(["--version"], env={}) == 0
+
+
+def test_auth_refresh_token_is_stored_0600(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    assert main(["auth", "--refresh-token", "abc123"], env={"SPOTIFY_LOGGER_STATE_DIR": str(state),
+                                                           "SPOTIFY_CLIENT_ID": "id"}) == 0
+    token_file = state / "token.json"
+    assert token_file.stat().st_mode & 0o777 == 0o600 and "abc123" in token_file.read_text()

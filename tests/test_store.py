@@ -1,0 +1,127 @@
+"""The store: atomic, idempotent batches, and the counter invariant on fakeredis and real Redis."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from spotify_logger import keys
+from spotify_logger.batch import Batch, PlayWrite
+from spotify_logger.extract import Snapshot
+from spotify_logger.store import Store
+from spotify_logger.tracker import PlayTracker
+
+from conftest import assert_counter_invariant, play_hashes
+
+T0 = 1_700_000_000_000
+URIS = [f"spotify:track:{c * 4}" for c in "ABCDE"]
+
+
+def session_batches(seed: int, polls: int = 400) -> list[Batch]:
+    """A random listening session through the real tracker: skips, repeats, pauses, idle."""
+    rng = random.Random(seed)
+    tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=30_000)
+    batches, now, uri, progress, playing = [], T0, rng.choice(URIS), 0, True
+    for _ in range(polls):
+        now += rng.choice([2_000, 5_000, 5_000, 10_000])
+        roll = rng.random()
+        if roll < 0.08:
+            uri, progress = rng.choice(URIS), 0            # skip or change
+        elif roll < 0.12:
+            progress = 0                                   # repeat
+        elif roll < 0.18:
+            playing = not playing
+        elif playing:
+            progress += 5_000
+        if roll > 0.97:
+            batches.append(tracker.observe(Snapshot(), now))  # nothing playing
+            continue
+        snap = Snapshot(kind="track", uri=uri, name=uri, artists=("X", uri[-4:]), duration_ms=180_000,
+                        progress_ms=min(progress, 180_000), is_playing=playing)
+        batches.append(tracker.observe(snap, now))
+    return batches
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def client(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("fake_redis" if request.param == "fakeredis" else "real_redis")
+
+
+def test_counter_invariant_holds_after_a_random_session(client: Any) -> None:
+    store = Store(client)
+    for batch in session_batches(seed=1):
+        store.apply(batch)
+    assert_counter_invariant(client)
+    assert client.zcard(keys.TRACK_COUNTS) > 0
+
+
+def test_replaying_every_batch_twice_changes_nothing(client: Any) -> None:
+    store = Store(client)
+    batches = session_batches(seed=2)
+    for batch in batches:
+        store.apply(batch)
+    before = (play_hashes(client), client.zrange(keys.TRACK_COUNTS, 0, -1, withscores=True),
+              client.zrange(keys.ARTIST_COUNTS, 0, -1, withscores=True), client.get(keys.CURRENT))
+    for batch in batches:
+        store.apply(batch)
+    after = (play_hashes(client), client.zrange(keys.TRACK_COUNTS, 0, -1, withscores=True),
+             client.zrange(keys.ARTIST_COUNTS, 0, -1, withscores=True), client.get(keys.CURRENT))
+    assert after == before
+    assert_counter_invariant(client)
+
+
+def test_each_batch_applied_twice_in_a_row_counts_once(client: Any) -> None:
+    store = Store(client)
+    for batch in session_batches(seed=3):
+        store.apply(batch)
+        store.apply(batch)  # a retry after a lost reply
+    assert_counter_invariant(client)
+
+
+def test_a_stale_write_does_not_overwrite_a_newer_one(fake_redis: Any) -> None:
+    store = Store(fake_redis)
+    new = PlayWrite(T0, {"last_seen_at": T0 + 10_000, "ms_played": 10_000, "uri": URIS[0]}, URIS[0])
+    old = PlayWrite(T0, {"last_seen_at": T0 + 5_000, "ms_played": 5_000}, URIS[0])
+    store.apply(Batch(polled_at=T0 + 10_000, writes=(new,), current=T0))
+    assert store.apply(Batch(polled_at=T0 + 5_000, writes=(old,), current=T0)) == 0
+    assert fake_redis.hget(keys.play_key(T0), "ms_played") == "10000"
+
+
+def test_create_only_writes_never_touch_an_existing_play(fake_redis: Any) -> None:
+    store = Store(fake_redis)
+    polled = PlayWrite(T0, {"last_seen_at": T0, "source": "poll", "uri": URIS[0], "counted": "1"}, URIS[0],
+                       ("X",), counted=True)
+    imported = PlayWrite(T0, {"source": "import", "uri": URIS[0], "counted": "1"}, URIS[0], ("X",),
+                         counted=True, create_only=True)
+    store.apply(Batch(polled_at=T0, writes=(polled,), current=None))
+    store.apply(Batch(polled_at=T0, writes=(imported,), keep_current=True))
+    assert fake_redis.hget(keys.play_key(T0), "source") == "poll"
+    assert fake_redis.zscore(keys.TRACK_COUNTS, URIS[0]) == 1
+    assert fake_redis.zscore(keys.ARTIST_COUNTS, "X") == 1
+
+
+def test_current_pointer_and_status(fake_redis: Any) -> None:
+    store = Store(fake_redis)
+    w = PlayWrite(T0, {"last_seen_at": T0, "uri": URIS[0]}, URIS[0])
+    store.apply(Batch(polled_at=T0, writes=(w,), current=T0))
+    assert fake_redis.get(keys.CURRENT) == keys.play_key(T0)
+    assert store.load_current() == (T0, {"last_seen_at": str(T0), "uri": URIS[0]})
+    store.apply(Batch(polled_at=T0 + 1, current=None))
+    assert fake_redis.get(keys.CURRENT) is None and store.load_current() is None
+    store.apply(Batch(polled_at=T0 - 5))  # an old replay does not move the status back
+    assert store.status() == {"last_poll_at": str(T0 + 1), "last_write_at": str(T0)}
+
+
+def test_unicode_names_and_artists_round_trip(real_redis: Any) -> None:
+    store = Store(real_redis)
+    fields = {"last_seen_at": T0, "uri": URIS[0], "name": "Björk — Jóga 🎵", "artists": '["Björk"]', "counted": "1"}
+    store.apply(Batch(polled_at=T0, writes=(PlayWrite(T0, fields, URIS[0], ("Björk",), counted=True),)))
+    assert real_redis.hget(keys.play_key(T0), "name") == "Björk — Jóga 🎵"
+    assert real_redis.zscore(keys.ARTIST_COUNTS, "Björk") == 1
+
+
+def test_batch_json_round_trip() -> None:
+    batch = session_batches(seed=4, polls=50)[-1]
+    assert Batch.from_json(batch.to_json()) == batch
