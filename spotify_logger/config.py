@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -58,31 +58,28 @@ class Settings:
         env = os.environ if env is None else env
         isatty = sys.stderr.isatty() if isatty is None else isatty
         get = _Reader(env)
-        poll_interval = get("SPOTIFY_LOGGER_POLL_INTERVAL", 5.0, _positive_float)
-        max_poll_interval = get("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", max(30.0, poll_interval), _positive_float)
-        if max_poll_interval < poll_interval:
+        defaults = {f.name: f.default for f in fields(cls)}
+        # Defaults that depend on the environment or on another setting.
+        defaults["state_dir"] = _default_state_dir(env)
+        defaults["log_format"] = "console" if isatty else "json"
+        values = {attr: get(name, defaults[attr], convert) for name, attr, convert in _VARIABLES}
+        if "SPOTIFY_LOGGER_MAX_POLL_INTERVAL" not in env:
+            values["max_poll_interval"] = max(defaults["max_poll_interval"], values["poll_interval"])
+        if values["max_poll_interval"] < values["poll_interval"]:
             raise ConfigError(
-                f"SPOTIFY_LOGGER_MAX_POLL_INTERVAL ({max_poll_interval}) must not be below "
-                f"SPOTIFY_LOGGER_POLL_INTERVAL ({poll_interval})"
+                f"SPOTIFY_LOGGER_MAX_POLL_INTERVAL ({values['max_poll_interval']}) must not be below "
+                f"SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
             )
-        return cls(
-            client_id=get("SPOTIFY_CLIENT_ID", None, _non_empty),
-            client_secret=get("SPOTIFY_CLIENT_SECRET", None, _non_empty),
-            api_url=get("SPOTIFY_API_URL", cls.api_url, _http_url),
-            accounts_url=get("SPOTIFY_ACCOUNTS_URL", cls.accounts_url, _http_url),
-            redirect_uri=get("SPOTIFY_REDIRECT_URI", cls.redirect_uri, _non_empty),
-            redis_url=get("REDIS_URL", "redis://localhost:6379/0", _redis_url),
-            state_dir=get("SPOTIFY_LOGGER_STATE_DIR", _default_state_dir(env), _path),
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            min_play_ms=get("SPOTIFY_LOGGER_MIN_PLAY_MS", 30_000, _non_negative_int),
-            end_grace_s=get("SPOTIFY_LOGGER_END_GRACE", 300.0, _positive_float),
-            reconcile_interval_s=get("SPOTIFY_LOGGER_RECONCILE_INTERVAL", 900.0, _positive_float),
-            connect_timeout=get("SPOTIFY_LOGGER_CONNECT_TIMEOUT", 3.05, _positive_float),
-            read_timeout=get("SPOTIFY_LOGGER_READ_TIMEOUT", 10.0, _positive_float),
-            log_format=get("SPOTIFY_LOGGER_LOG_FORMAT", "console" if isatty else "json", _log_format),
-            log_level=get("SPOTIFY_LOGGER_LOG_LEVEL", "info", _log_level),
-        )
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make from_env() build these Settings again (for child processes)."""
+        out = {}
+        for name, attr, _ in _VARIABLES:
+            value = getattr(self, attr)
+            if value is not None:
+                out[name] = repr(value) if isinstance(value, float) else str(value)
+        return out
 
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:
@@ -167,3 +164,24 @@ def _log_level(raw: str) -> str:
     if raw.lower() not in ("debug", "info", "warning", "error"):
         raise ValueError("expected debug, info, warning or error")
     return raw.lower()
+
+
+# Environment variable, Settings attribute, converter: the one list both directions read.
+_VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("SPOTIFY_CLIENT_ID", "client_id", _non_empty),
+    ("SPOTIFY_CLIENT_SECRET", "client_secret", _non_empty),
+    ("SPOTIFY_API_URL", "api_url", _http_url),
+    ("SPOTIFY_ACCOUNTS_URL", "accounts_url", _http_url),
+    ("SPOTIFY_REDIRECT_URI", "redirect_uri", _non_empty),
+    ("REDIS_URL", "redis_url", _redis_url),
+    ("SPOTIFY_LOGGER_STATE_DIR", "state_dir", _path),
+    ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", _positive_float),
+    ("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "max_poll_interval", _positive_float),
+    ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", _non_negative_int),
+    ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", _positive_float),
+    ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", _positive_float),
+    ("SPOTIFY_LOGGER_CONNECT_TIMEOUT", "connect_timeout", _positive_float),
+    ("SPOTIFY_LOGGER_READ_TIMEOUT", "read_timeout", _positive_float),
+    ("SPOTIFY_LOGGER_LOG_FORMAT", "log_format", _log_format),
+    ("SPOTIFY_LOGGER_LOG_LEVEL", "log_level", _log_level),
+)

@@ -106,21 +106,7 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes `python -m spotify_logger` (or run.py) use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "REDIS_URL", "NOTIFY_SOCKET"))}
-    env.update(
-        SPOTIFY_CLIENT_ID=settings.client_id or "", SPOTIFY_API_URL=settings.api_url,
-        SPOTIFY_ACCOUNTS_URL=settings.accounts_url, REDIS_URL=settings.redis_url,
-        SPOTIFY_LOGGER_STATE_DIR=str(settings.state_dir),
-        SPOTIFY_LOGGER_POLL_INTERVAL=str(settings.poll_interval),
-        SPOTIFY_LOGGER_MAX_POLL_INTERVAL=str(settings.max_poll_interval),
-        SPOTIFY_LOGGER_MIN_PLAY_MS=str(settings.min_play_ms),
-        SPOTIFY_LOGGER_END_GRACE=str(settings.end_grace_s),
-        SPOTIFY_LOGGER_CONNECT_TIMEOUT=str(settings.connect_timeout),
-        SPOTIFY_LOGGER_READ_TIMEOUT=str(settings.read_timeout),
-        SPOTIFY_LOGGER_RECONCILE_INTERVAL=str(settings.reconcile_interval_s),
-        SPOTIFY_LOGGER_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-    )
-    if settings.client_secret:
-        env["SPOTIFY_CLIENT_SECRET"] = settings.client_secret
+    env.update(settings.to_env(), SPOTIFY_LOGGER_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 

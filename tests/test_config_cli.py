@@ -100,3 +100,10 @@ def test_auth_refresh_token_is_stored_0600(tmp_path: Path) -> None:
                                                            "SPOTIFY_CLIENT_ID": "id"}) == 0
     token_file = state / "token.json"
     assert token_file.stat().st_mode & 0o777 == 0o600 and "abc123" in token_file.read_text()
+
+
+def test_to_env_round_trips() -> None:
+    original = Settings.from_env({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_CLIENT_SECRET": "s", "HOME": "/h",
+                                  "SPOTIFY_LOGGER_POLL_INTERVAL": "0.25", "SPOTIFY_LOGGER_MIN_PLAY_MS": "1234"},
+                                 isatty=False)
+    assert Settings.from_env(original.to_env(), isatty=True) == original
