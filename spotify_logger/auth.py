@@ -3,6 +3,9 @@
 A refresh answer may carry a new refresh token, and for PKCE clients the old one may be
 single-use. The new pair is therefore on disk (fsync'd) before the new access token is used:
 a crash in between can never leave only a spent refresh token behind.
+
+Refresh tokens die 6 months after the user authorized; from 5 months on, a warning is logged
+once a day so the user re-authorizes before the poller stops with `invalid_grant`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import requests
 from .config import Settings
 from .errors import InvalidClient, InvalidGrant, TransientApiError
 from .logs import get_logger
-from .tokenstore import Tokens, TokenStore
+from .tokenstore import REFRESH_TOKEN_LIFETIME_S, TOKEN_OLD_AFTER_S, Tokens, TokenStore
 
 log = get_logger(__name__)
 
 REFRESH_AHEAD_S = 60.0
+OLD_TOKEN_WARN_EVERY_S = 86400.0
 
 
 class Authenticator:
@@ -31,17 +35,29 @@ class Authenticator:
         self.session = session
         self.clock = clock
         self._tokens: Tokens | None = None
+        self._file_id: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self._old_warned_at: float | None = None
+        self._reauth_logged = False
 
     @property
     def tokens(self) -> Tokens:
-        if self._tokens is None:
+        # `spotify-logger auth` may replace the file while we run: adopt the new grant, or the
+        # next refresh would overwrite it with the old one (which then dies at 6 months).
+        file_id = self.store.file_id()
+        if self._tokens is None or (file_id is not None and file_id != self._file_id):
+            replaced = self._tokens is not None
             self._tokens = self.store.load()
+            self._file_id = file_id
+            if replaced:
+                self._old_warned_at, self._reauth_logged = None, False
+                log.info("token_file_reloaded", authorized_at=self._tokens.authorized_at)
         return self._tokens
 
     def access_token(self) -> str:
         with self._lock:
             tokens = self.tokens
+            self._warn_if_old(tokens)
             if tokens.access_token and tokens.expires_at - self.clock() > REFRESH_AHEAD_S:
                 return tokens.access_token
             return self._refresh_locked()
@@ -52,21 +68,42 @@ class Authenticator:
 
     def _refresh_locked(self) -> str:
         tokens = self.tokens
-        body = self.token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        try:
+            body = self.token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        except InvalidGrant:
+            if not self._reauth_logged:  # one clear event, however many callers hit it
+                self._reauth_logged = True
+                log.error("reauthorization_required", reason="invalid_grant",
+                          authorized_at=tokens.authorized_at,
+                          action="run `spotify-logger auth`, then start the poller again")
+            raise
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             raise TransientApiError("token endpoint answered without an access_token")
         now = self.clock()
         rotated = body.get("refresh_token")
         updated = tokens.with_refresh(
-            access_token=access, expires_at=now + _expires_in(body.get("expires_in")),
+            access_token=access, expires_at=now + expires_in_s(body.get("expires_in")),
             refresh_token=rotated if isinstance(rotated, str) and rotated else None,
             scope=body.get("scope") if isinstance(body.get("scope"), str) else None, now=now,
         )
+        # Durable first (atomic replace + fsync): if this raises, the new access token is never used.
         self.store.save(updated)
-        self._tokens = updated
+        self._tokens, self._file_id = updated, self.store.file_id()
         log.info("token_refreshed", rotated=bool(rotated), expires_in=int(updated.expires_at - now))
         return access
+
+    def _warn_if_old(self, tokens: Tokens) -> None:
+        now = self.clock()
+        age = tokens.age_s(now)
+        if age is None or age < TOKEN_OLD_AFTER_S:
+            return
+        if self._old_warned_at is not None and now - self._old_warned_at < OLD_TOKEN_WARN_EVERY_S:
+            return
+        self._old_warned_at = now
+        log.warning("token_old", age_days=round(age / 86400, 1), authorized_at=tokens.authorized_at,
+                    expires_around=tokens.authorized_at + REFRESH_TOKEN_LIFETIME_S if tokens.authorized_at else None,
+                    action="run `spotify-logger auth` before Spotify ends it, 6 months after authorization")
 
     def token_request(self, form: dict[str, str]) -> dict[str, Any]:
         """POST to the accounts token endpoint, with Basic auth or (PKCE) client_id in the form."""
@@ -106,5 +143,6 @@ class Authenticator:
         return body
 
 
-def _expires_in(value: Any) -> float:
+def expires_in_s(value: Any) -> float:
+    """`expires_in` of a token answer, in seconds; an hour when absent or nonsense."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 3600.0

@@ -1,4 +1,8 @@
-"""The token file: one JSON document in the state dir, mode 0600, replaced atomically."""
+"""The token file: one JSON document in the state dir, mode 0600, replaced atomically.
+
+It records `authorized_at`, when the user granted access (`spotify-logger auth`): Spotify ends
+refresh tokens 6 months after that, so the age is what `status` and the poller warn about.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import stat
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import TokenFileInsecure, TokenMissing
+from .errors import ConfigError, TokenFileInsecure, TokenMissing
 from .fsutil import atomic_write
+
+REFRESH_TOKEN_LIFETIME_S = 182 * 86400   # Spotify: 6 months after authorization
+TOKEN_OLD_AFTER_S = 150 * 86400          # warn from 5 months on, leaving a month to re-authorize
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,10 @@ class Tokens:
 
     def __repr__(self) -> str:  # never let a token reach a log through repr()
         return f"Tokens(expires_at={self.expires_at}, authorized_at={self.authorized_at})"
+
+    def age_s(self, now: float) -> float | None:
+        """Seconds since authorization; None when unknown (a token stored with --refresh-token)."""
+        return None if self.authorized_at is None else now - self.authorized_at
 
     def with_refresh(self, access_token: str, expires_at: float, refresh_token: str | None,
                      scope: str | None, now: float) -> "Tokens":
@@ -39,12 +50,20 @@ class TokenStore:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def file_id(self) -> tuple[int, int] | None:
+        """Changes whenever the file is replaced (every save is a rename onto it); None if absent."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     def check_permissions(self) -> None:
         mode = self.path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise TokenFileInsecure(
-                f"{self.path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
-                f"run: chmod 600 {self.path}"
+                f"refusing to use {self.path}: it holds your Spotify refresh token and is readable by "
+                f"group or others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {self.path}"
             )
 
     def load(self) -> Tokens:
@@ -65,7 +84,12 @@ class TokenStore:
             raise TokenMissing(f"{self.path} is damaged: run `spotify-logger auth` again") from None
 
     def save(self, tokens: Tokens) -> None:
-        atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"), mode=0o600)
+        try:
+            atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"), mode=0o600)
+        except OSError as exc:
+            # Config, not temporary: a refresh token that cannot be kept may be spent already.
+            raise ConfigError(f"cannot write the token file {self.path}: {exc.strerror or exc} "
+                              "(check SPOTIFY_LOGGER_STATE_DIR, its permissions and free space)") from None
 
 
 def _float_or_none(value: object) -> float | None:
