@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import accounts, playback, recent
+from . import accounts, playback, playlists, recent
 from .http_types import Request, Response
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", r"/v1/me/player/currently-playing", playback.get_currently_playing),
     Route("GET", r"/v1/me/player/devices", playback.get_devices),
     Route("GET", r"/v1/me/player/recently-played", recent.get_recently_played),
+    Route("POST", r"/v1/me/playlists", playlists.create_playlist),
+    Route("GET", r"/v1/playlists/([^/]+)", playlists.get_playlist),
+    Route("PUT", r"/v1/playlists/([^/]+)/items", playlists.replace_items),
+    Route("PUT", r"/v1/playlists/([^/]+)/tracks", playlists.replace_tracks),
     Route("POST", r"/api/token", accounts.post_token, auth=False),
     Route("GET", r"/authorize", accounts.get_authorize, auth=False),
 )

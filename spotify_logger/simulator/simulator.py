@@ -13,6 +13,7 @@ from .http_types import Request, Response, api_error
 from .items import Item
 from .oauth import DEFAULT_SCOPE, TokenStore
 from .playback import context_uri_for
+from .playlists import Playlists
 from .recent import FEED_SIZE, History, HistoryEntry, newest_first
 from .reqlog import RecordedRequest, RequestLog, redact
 from .routes import Router
@@ -49,6 +50,7 @@ class SpotifySimulator:
         self.tokens = TokenStore(clock, refresh_token, access_token_ttl_s,
                                  rotate_refresh_tokens, scope)
         self.router = Router()
+        self.playlists = Playlists()  # the user's playlists, for the playlist endpoints and tests
         self._faults = FaultQueue()
         self._window = RateLimitWindow()
         self._log = RequestLog()
