@@ -58,16 +58,30 @@ class Authenticator:
         with self._lock:
             tokens = self.tokens
             self._warn_if_old(tokens)
-            if tokens.access_token and tokens.expires_at - self.clock() > REFRESH_AHEAD_S:
-                return tokens.access_token
-            return self._refresh_locked()
+            if self._fresh(tokens):
+                return tokens.access_token  # type: ignore[return-value]
+            return self._refresh_locked(rejected=None)
 
     def refresh(self) -> str:
+        """A new access token, because the API rejected the current one (401)."""
         with self._lock:
-            return self._refresh_locked()
+            return self._refresh_locked(rejected=self.tokens.access_token)
 
-    def _refresh_locked(self) -> str:
-        tokens = self.tokens
+    def _fresh(self, tokens: Tokens) -> bool:
+        return bool(tokens.access_token) and tokens.expires_at - self.clock() > REFRESH_AHEAD_S
+
+    def _refresh_locked(self, rejected: str | None) -> str:
+        # The poller, `backfill` and `playlist` share the token file. With rotating refresh tokens,
+        # two concurrent refreshes would spend the same single-use token and one would get
+        # invalid_grant, so refreshes are serialised across processes, and a process that waited
+        # adopts the token the other one just saved instead of refreshing again.
+        with self.store.refresh_lock():
+            tokens = self.tokens
+            if tokens.access_token != rejected and self._fresh(tokens):
+                return tokens.access_token  # type: ignore[return-value]
+            return self._refresh_unlocked(tokens)
+
+    def _refresh_unlocked(self, tokens: Tokens) -> str:
         try:
             body = self.token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
         except InvalidGrant:

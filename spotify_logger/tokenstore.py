@@ -6,10 +6,14 @@ refresh tokens 6 months after that, so the age is what `status` and the poller w
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import stat
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConfigError, TokenFileInsecure, TokenMissing
 from .fsutil import atomic_write
@@ -49,6 +53,21 @@ class TokenStore:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @contextmanager
+    def refresh_lock(self) -> Iterator[None]:
+        """An exclusive lock shared by every process using this token file (released on exit)."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {lock_path}: {exc.strerror}; is the state dir writable?") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
 
     def file_id(self) -> tuple[int, int] | None:
         """Changes whenever the file is replaced (every save is a rename onto it); None if absent."""

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +23,7 @@ from spotify_logger import cli
 from spotify_logger.auth import OLD_TOKEN_WARN_EVERY_S, Authenticator
 from spotify_logger.daemon import Parts
 from spotify_logger.errors import ConfigError, InvalidClient, InvalidGrant
-from spotify_logger.simulator import Play, Script, track
+from spotify_logger.simulator import Play, Script, SpotifySimulator, track
 from spotify_logger.tokenstore import TOKEN_OLD_AFTER_S, Tokens, TokenStore
 
 DAY = 86400.0
@@ -278,3 +281,33 @@ def test_status_without_authorized_at_says_so(tmp_path: Path, capsys: pytest.Cap
     cli.main(["status"], env=env)
     out = capsys.readouterr().out
     assert "authorized_at unknown" in out and "over 5 months" not in out
+
+
+def test_concurrent_refreshes_across_processes_spend_a_rotating_token_once(
+        sim_factory: Callable[..., SpotifySimulator], settings_for: Callable[..., Settings]) -> None:
+    """Two processes (the poller and `playlist`, say) refresh at once: the second adopts the
+    token the first saved instead of spending the single-use refresh token again."""
+    sim = sim_factory(Script(()), rotate_refresh_tokens=True)
+    settings = settings_for(sim)
+    code = textwrap.dedent(f"""
+        import sys
+        from spotify_logger.api import make_session
+        from spotify_logger.auth import Authenticator
+        from spotify_logger.config import Settings
+        from spotify_logger.tokenstore import TokenStore
+        settings = Settings.from_env()
+        auth = Authenticator(settings, TokenStore(settings.token_file), make_session())
+        sys.stdin.readline()          # start together
+        print(auth.access_token()[:8], flush=True)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env_for(settings), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(1.0)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = [proc.communicate(timeout=20) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], [err for _, err in results]
+    assert sim.issued_access_tokens == 1
+    assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1   # one token, adopted by all
