@@ -41,11 +41,14 @@ SKIPS = {T2.uri, T5.uri}
 
 def test_scripted_session_through_faults(sim_factory: Callable[..., SpotifySimulator], redis_server: RedisServer,
                                          settings_for: Callable[..., Settings], spawn: Callable[..., Proc]) -> None:
-    sim = sim_factory(SCRIPT, client_secret="e2e-client-secret")
+    sim = sim_factory(Script(()), client_secret="e2e-client-secret")
     settings = settings_for(sim, redis_server.url, min_play_ms=2_500, poll_interval=0.2, max_poll_interval=1.0,
                             end_grace_s=2.0)
-    started = time.time()
     proc = spawn(run_py_cmd(), env_for(settings))
+    proc.wait_for("poller_started")
+    # The session starts once the poller is up, so a slow start under load cannot eat the first play.
+    started = time.time()
+    sim.load_script(SCRIPT, at=started)
     rate_limited_at: list[float] = []
 
     def faults() -> None:

@@ -1,0 +1,41 @@
+"""`spotify-logger backfill`: one reconciliation pass against recently-played, then a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+
+from ..backfill import Reconciler, Result
+from ..config import Settings
+from ..daemon import Parts
+from ..errors import EX_OK
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("backfill", help="add the plays from recently-played that Redis is missing (safe to repeat)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    parts = Parts.build(settings)
+    parts.cooldown.load()
+    result = Reconciler(parts.client, parts.store).run_once()
+    print(json.dumps(result.as_dict(), indent=2, sort_keys=True) if args.json else render(result))
+    return EX_OK
+
+
+def render(result: Result) -> str:
+    lines = [f"added {_stamp(p['started_at'])}  {', '.join(p['artists']) or '?'} - {p['name'] or p['uri']}"
+             for p in result.added]
+    lines.append(f"backfill: {result.read} recently-played items read, {len(result.added)} plays added, "
+                 f"{result.confirmed} confirmed, {result.already} already reconciled")
+    if result.gap is not None:
+        lines.append(f"gap: about {result.gap.estimated_plays} plays between {_stamp(result.gap.start)} and "
+                     f"{_stamp(result.gap.end)} are no longer in recently-played and are lost")
+    return "\n".join(lines)
+
+
+def _stamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
