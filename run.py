@@ -9,25 +9,33 @@ package's own imports are broken.
 Arguments pass through to `python -m spotify_logger run`. Tunables come from the environment:
 SPOTIFY_LOGGER_RESTART_DELAY (1), SPOTIFY_LOGGER_RESTART_MAX_DELAY (60),
 SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds.
+
+Under systemd (systemd/spotify-logger.service) the child sends READY=1 and feeds the watchdog;
+run.py feeds it only while it waits out a restart delay, and says STOPPING=1 when told to stop.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping, Sequence
 
 EX_OK = 0
+EX_SOFTWARE = 70
 EX_CONFIG = 78
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# How often systemd's watchdog is fed while we wait out a restart delay on purpose (far below
+# any sensible WatchdogSec), and how often the child is polled where pidfds are missing.
+WATCHDOG_EVERY_S = 5.0
+TICK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,10 @@ class Policy:
 def log(event: str, **fields: object) -> None:
     line = {"event": event, "logger": "run.py", "level": fields.pop("level", "info"),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields}
-    print(json.dumps(line), file=sys.stderr, flush=True)
+    # One write per line: the child shares this stderr, and print() under `python -u` would
+    # write the text and its newline separately, letting the child's lines cut into ours.
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
 
 
 def _fatal_config(message: str) -> int:
@@ -88,33 +99,61 @@ class Supervisor:
     def __init__(self, command: Sequence[str], policy: Policy) -> None:
         self.command = list(command)
         self.policy = policy
-        self.stop = threading.Event()
+        # Appended to by the signal handler and only read elsewhere. Not a threading.Event: the
+        # handler runs in this very thread, and Event.set() would deadlock if it interrupted an
+        # Event.wait() that held the event's internal lock.
         self.signals: list[int] = []
         self.child: subprocess.Popen[bytes] | None = None
+        self._wakeup: int | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.signals)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals.append(signum)
-        self.stop.set()
 
-    def run(self) -> int:
+    def _install(self) -> None:
         for signum in FORWARDED:
             signal.signal(signum, self._on_signal)
+        # Each signal also writes a byte here, so a select() below wakes at once: run.py sleeps
+        # between events instead of polling (a Pi runs this for years).
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._wakeup = read_end
+
+    def _pause(self, timeout: float | None, pidfd: int | None = None) -> None:
+        """Sleep until the timeout, a signal, or (given its pidfd) the child's exit."""
+        fds = [fd for fd in (self._wakeup, pidfd) if fd is not None]
+        if not fds:
+            time.sleep(TICK_S if timeout is None else timeout)
+            return
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if self._wakeup in ready:
+            try:
+                os.read(self._wakeup, 512)
+            except BlockingIOError:
+                pass
+
+    def run(self) -> int:
+        self._install()
         delay = self.policy.restart_delay
-        while not self.stop.is_set():
+        while not self.stopping:
             # STARTING -> RUNNING
             started = time.monotonic()
-            # A session of its own: a terminal's Ctrl-C reaches only us, and we forward it once.
-            self.child = subprocess.Popen(self.command, start_new_session=True)
-            log("child_started", pid=self.child.pid)
-            code = self._wait_child()
+            code = self._start_and_wait()
             ran = time.monotonic() - started
-            if self.stop.is_set():
-                break
             # RUNNING -> EXITED
+            failed = code != EX_OK and not self.stopping
             if code >= 0:
-                log("child_exited", level="warning" if code else "info", exit_code=code, ran_s=round(ran, 2))
+                log("child_exited", level="warning" if failed else "info", exit_code=code, ran_s=round(ran, 2))
             else:
-                log("child_exited", level="warning", signal=signal.Signals(-code).name, ran_s=round(ran, 2))
+                log("child_exited", level="warning" if failed else "info", signal=_signal_name(-code),
+                    ran_s=round(ran, 2))
+            if self.stopping:
+                break  # we asked it to stop: whatever it exited with, it is never restarted
             if code == EX_CONFIG:
                 # EXITED -> FATAL: configuration or authorization; restarting would only spin.
                 log("child_fatal", level="error", exit_code=code, action="not restarting: fix the setting or run `spotify-logger auth`")
@@ -132,47 +171,91 @@ class Supervisor:
             # BACKOFF -> STARTING
         return self._stopped()
 
+    def _start_and_wait(self) -> int:
+        try:
+            # A session of its own: a terminal's Ctrl-C reaches only us, and we forward it once.
+            self.child = subprocess.Popen(self.command, start_new_session=True)
+        except OSError as exc:
+            # The interpreter vanished (a half-finished upgrade?): back off like any crash.
+            self.child = None
+            log("child_start_failed", level="error", error=f"{type(exc).__name__}: {exc.strerror or exc}")
+            return EX_SOFTWARE
+        log("child_started", pid=self.child.pid)
+        return self._wait_child()
+
     def _wait_child(self) -> int:
         assert self.child is not None
+        pidfd = _pidfd(self.child.pid)
+        try:
+            return self._supervise(self.child, pidfd)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _supervise(self, child: "subprocess.Popen[bytes]", pidfd: int | None) -> int:
         forwarded = 0
         deadline: float | None = None
         while True:
-            try:
-                return self.child.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                pass
+            code = child.poll()
+            if code is not None:
+                return code
             # RUNNING -> STOPPING: hand each signal on once; a second one makes the child exit at once.
+            if forwarded == 0 and self.signals:
+                notify("STOPPING=1")
             while forwarded < len(self.signals):
                 self._send(self.signals[forwarded])
                 forwarded += 1
                 deadline = deadline or time.monotonic() + self.policy.stop_timeout
             if deadline is not None and time.monotonic() > deadline:
-                log("child_killed", level="warning", pid=self.child.pid, after_s=self.policy.stop_timeout)
+                log("child_killed", level="warning", pid=child.pid, after_s=self.policy.stop_timeout)
                 self._send(signal.SIGKILL)
-                return self.child.wait()
+                return child.wait()
+            if deadline is not None:
+                self._pause(max(0.0, deadline - time.monotonic()), pidfd)
+            else:
+                self._pause(None if pidfd is not None else TICK_S, pidfd)
 
     def _send(self, signum: int) -> None:
         assert self.child is not None
         try:
             self.child.send_signal(signum)
-            log("signal_forwarded", signal=signal.Signals(signum).name, pid=self.child.pid)
+            log("signal_forwarded", signal=_signal_name(signum), pid=self.child.pid)
         except ProcessLookupError:
             pass
 
     def _sleep(self, seconds: float) -> bool:
+        """Wait out a restart delay; True when a signal asked us to stop meanwhile."""
         deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping:
+            # A deliberate wait is progress: without this a long backoff would trip WatchdogSec.
             notify("WATCHDOG=1")
-            if self.stop.wait(min(left, 10.0)):
-                return True
-        return False
+            self._pause(min(left, WATCHDOG_EVERY_S))
+        return self.stopping
 
     def _stopped(self) -> int:
         # STOPPING -> STOPPED
         if self.child is not None and self.child.poll() is None:
             self._wait_child()
-        log("supervisor_stopped", reason="signal")
+        else:
+            notify("STOPPING=1")  # stopped during a backoff: no child to say so
+        log("supervisor_stopped", reason="signal",
+            signal=_signal_name(self.signals[0]) if self.signals else None)
         return EX_OK
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that select() sees readable when the child exits (Linux 5.3+, Python 3.9+)."""
+    try:
+        return os.pidfd_open(pid)  # type: ignore[attr-defined,no-any-return]
+    except (AttributeError, OSError):
+        return None  # older kernel: poll every TICK_S instead
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def main(argv: Sequence[str]) -> int:

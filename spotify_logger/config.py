@@ -145,8 +145,16 @@ def _http_url(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("expected redis://host:port/db, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    db = parts.path.lstrip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ValueError("the database after the / must be a number, such as /0")
     return raw
 
 

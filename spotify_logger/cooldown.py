@@ -66,7 +66,7 @@ class Cooldown:
         if until <= self.until:
             return self.until
         self.until = until
-        deadline = datetime.fromtimestamp(until, timezone.utc).isoformat(timespec="seconds")
+        deadline = _iso(until)
         if retry_after_s > LONG_PENALTY_S:
             log.warning("rate_limited_long", retry_after_s=retry_after_s, deadline=deadline)
         else:
@@ -76,15 +76,20 @@ class Cooldown:
 
     def load(self) -> float:
         """Adopt a deadline an earlier process persisted, if it has not passed."""
-        candidates = [self.until, self._read_file()]
+        candidates: dict[str, float] = {}
         if self.redis is not None:
             try:
                 with translate_redis_errors():
                     raw = self.redis.get(keys.COOLDOWN)
-                candidates.append(float(raw) if raw else 0.0)
+                candidates["redis"] = float(raw) if raw else 0.0
             except (StoreUnavailable, ValueError):
-                pass
-        self.until = max(candidates)
+                pass  # Redis down: the state-dir copy is what it is there for
+        candidates["state_dir"] = self._read_file()
+        source, until = max(candidates.items(), key=lambda kv: kv[1])  # the first on a tie
+        if until > self.until and until > self.clock():
+            log.info("cooldown_restored", source=source, remaining_s=round(until - self.clock(), 1),
+                     deadline=_iso(until))
+        self.until = max(self.until, until)
         return self.until
 
     def _persist(self) -> None:
@@ -109,3 +114,7 @@ class Cooldown:
             return float(json.loads(self.state_file.read_text())["until"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")

@@ -17,9 +17,10 @@ import redis
 
 from .api import SpotifyClient, make_session
 from .auth import Authenticator
+from .backfill import ReconcileHook, Reconciler
 from .config import Settings
 from .cooldown import Cooldown
-from .errors import EX_OK, EX_SOFTWARE, SpotifyLoggerError
+from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError
 from .logs import get_logger
 from .loop import Poller, PollHook
 from .notify import Notifier
@@ -68,6 +69,7 @@ class Signals:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.abort = threading.Event()
+        self.requested = threading.Event()  # a signal, not a crash, stopped the poller
 
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -75,6 +77,7 @@ class Signals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         # RUNNING -> STOPPING on the first signal, STOPPING -> ABORT on the second.
+        self.requested.set()
         (self.abort if self.stop.is_set() else self.stop).set()
 
 
@@ -84,7 +87,10 @@ def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[Pol
     signals = Signals(stop)
     signals.install()
     parts = Parts.build(settings, stop)
+    parts.writer.on_progress = notifier.watchdog  # a long spool replay is progress
     parts.cooldown.load()
+    # Backfill what recently-played holds at start-up, after gaps between polls, and periodically.
+    hooks = [*(hooks or []), ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)]
     tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000),
                           restored=_restore(parts, stop))
     poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
@@ -99,7 +105,10 @@ def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[Pol
     # the same event, which must never find its lock held by the code it interrupted.
     while worker.is_alive() and not stop.is_set():
         worker.join(0.25)
-    notifier.stopping()
+    if signals.requested.is_set():
+        # Only on a requested stop: STOPPING=1 after a crash would make systemd treat the
+        # service as stopping while run.py restarts the child.
+        notifier.stopping()
     deadline = time.monotonic() + WARM_SHUTDOWN_S
     while worker.is_alive() and not signals.abort.is_set() and time.monotonic() < deadline:
         worker.join(0.05)
@@ -116,9 +125,12 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
     deadline = time.monotonic() + STARTUP_REDIS_WAIT_S
     while not parts.store.ping():
         if time.monotonic() > deadline or stop.is_set():
-            log.warning("store_unavailable_at_start", action="polling without the open play")
-            return None
-        stop.wait(0.5)
+            # An outage that began before we restarted left the open play in the spool.
+            spooled = parts.writer.spool.open_play()
+            log.warning("store_unavailable_at_start",
+                        action="continuing the spooled open play" if spooled else "polling without the open play")
+            return OpenPlay.from_hash(*spooled) if spooled else None
+        time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
     if not parts.writer.flush():
         return None
     try:
@@ -131,6 +143,8 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
 def _work(poller: Poller, stop: threading.Event, outcome: list[int]) -> None:
     try:
         poller.run()
+    except InvalidGrant as exc:
+        outcome.append(exc.exit_code)  # the Authenticator already logged reauthorization_required
     except SpotifyLoggerError as exc:
         log.error("poller_failed", error=str(exc), exit_code=exc.exit_code)
         outcome.append(exc.exit_code)

@@ -7,6 +7,7 @@ albums, local files without ids), so every access is a safe walk that falls back
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -154,3 +155,20 @@ def _names(artists: Any, key: str) -> tuple[str, ...]:
     if not isinstance(artists, list):
         return ()
     return tuple(v for v in (_str(dict_get(a, key)) for a in artists) if v)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_to_ms(raw: Any) -> int | None:
+    """ISO 8601 (`2026-02-25T20:15:20.497Z`, `2026-02-25 20:15`; no zone means UTC) to epoch ms."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)

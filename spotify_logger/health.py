@@ -6,14 +6,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .backfill import recent_gaps
 from .config import Settings
 from .cooldown import Cooldown
 from .errors import SpotifyLoggerError
 from .spool import Spool
 from .store import Store, connect
-from .tokenstore import TokenStore
+from .tokenstore import TOKEN_OLD_AFTER_S, TokenStore
 
-TOKEN_OLD_AFTER_S = 150 * 86400   # warn at 5 months; Spotify ends refresh tokens at 6
 STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval means the poller is down
 
 
@@ -31,6 +31,7 @@ class Health:
     poll_stale: bool = False
     cooldown_remaining_s: float = 0.0
     spool_bytes: int = 0
+    gaps: list[dict[str, int]] = field(default_factory=list)  # recorded by backfill, oldest first
     extra: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -55,6 +56,7 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
             status = store.status()
             h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
             h.last_write_at = _ms_to_s(status.get("last_write_at"))
+            h.gaps = recent_gaps(store.redis)
         except SpotifyLoggerError:
             h.redis_reachable = False
     else:

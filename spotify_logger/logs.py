@@ -64,7 +64,9 @@ def configure(log_format: str = "json", *, stream: TextIO | None = None, level: 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # One write() per line: with PYTHONUNBUFFERED, print() writes the text and the newline
+        # separately, and lines of run.py and the poller sharing a journal could interleave.
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
 

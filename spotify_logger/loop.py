@@ -17,6 +17,10 @@ from .writer import Writer
 
 log = get_logger(__name__)
 
+# Far below the unit's WatchdogSec, so long waits never starve the watchdog.
+WATCHDOG_SLICE_S = 10.0
+COOLDOWN_RECHECK_S = 60.0
+
 
 class PollHook(Protocol):
     """Runs after each successful poll (the reconciler uses it to notice gaps)."""
@@ -44,7 +48,16 @@ class Poller:
     def run(self) -> None:
         while not self.stop.is_set():
             delay = self.poll_once()
-            self.stop.wait(delay)
+            self.wait(delay)
+
+    def wait(self, seconds: float) -> None:
+        """A deliberate wait (schedule, backoff, cooldown) in slices, each one progress for the
+        watchdog. Only this thread feeds it, so a hung HTTP call or write starves it, as it should."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, WATCHDOG_SLICE_S)):
+                return
+            self.on_progress()
 
     def poll_once(self) -> float:
         try:
@@ -52,7 +65,8 @@ class Poller:
         except RateLimited as exc:
             # A cooldown is progress too: the watchdog must not kill a poller that waits politely.
             self.on_progress()
-            return max(0.05, exc.until - self.clock())
+            # Capped, so the wall-clock deadline is looked at again (NTP may step the clock on a Pi).
+            return min(max(0.05, exc.until - self.clock()), COOLDOWN_RECHECK_S)
         except Forbidden:
             raise
         except ApiError as exc:

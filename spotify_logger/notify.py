@@ -29,8 +29,10 @@ class Notifier:
             return False  # systemd gone or socket odd: notification is best-effort by design
 
     def ready(self) -> None:
-        # run.py stays the main PID; NotifyAccess=all lets this child's datagrams count.
-        self.send("READY=1\nSTATUS=polling")
+        # run.py stays the main PID; NotifyAccess=all lets this child's datagrams count. Start-up
+        # (Redis wait, spool replay) was progress too: after a restart the watchdog is armed.
+        self._last_watchdog = time.monotonic()
+        self.send("READY=1\nWATCHDOG=1\nSTATUS=polling")
 
     def stopping(self) -> None:
         self.send("STOPPING=1")

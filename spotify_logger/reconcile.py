@@ -13,14 +13,12 @@ to that play again before anything else, which makes every pass after the first 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from .batch import PlayWrite
-from .extract import dict_get, extract, redis_convert
+from .extract import dict_get, extract, iso_to_ms, redis_convert
 
 MATCH_SLACK_MS = 120_000  # the issue's 2 minutes either side of a stored play
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -89,17 +87,8 @@ def parse_item(raw: Any) -> RecentItem | None:
 
 
 def parse_played_at(raw: Any) -> int | None:
-    """ISO 8601 (`2026-02-25T20:15:20.497Z`, milliseconds optional) to epoch ms."""
-    if not isinstance(raw, str) or not raw:
-        return None
-    text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    """played_at (`2026-02-25T20:15:20.497Z`, milliseconds optional) to epoch ms."""
+    return iso_to_ms(raw)
 
 
 def new_play(started_at: int, item: RecentItem) -> PlayWrite:

@@ -1,19 +1,25 @@
 """The outage spool: batches Redis could not take, one JSON line each, fsync'd, in order.
 
-Replay is safe to repeat (the store ignores stale and duplicate writes), so the file is only
-truncated after every line landed, and a crash mid-replay just replays again.
+Replay is safe to repeat (the store ignores stale and duplicate writes, and counters move only
+when a play first becomes counted), so the file is truncated only after every line landed, and
+a crash mid-replay just replays again from the top.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .batch import Batch
+from .fsutil import fsync_dir
 from .logs import get_logger
 
 log = get_logger(__name__)
+
+# How often a long replay reports progress (systemd's watchdog must not take it for a hang).
+PROGRESS_EVERY = 100
 
 
 class Spool:
@@ -32,35 +38,75 @@ class Spool:
     def append(self, batch: Batch) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         line = (batch.to_json() + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            if not created and _ends_torn(fd):
+                # A power cut tore the last append: end that fragment first, or this good line
+                # would be glued to it and be lost with it.
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:
+            fsync_dir(self.path.parent)  # the new file's directory entry must survive a power cut too
 
     def batches(self) -> Iterator[Batch]:
         """Yield spooled batches in order; damaged lines are skipped with a warning."""
         with open(self.path, "rb") as fh:
-            lines = fh.read().split(b"\n")
-        last = len(lines) - 1
-        for number, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            try:
-                yield Batch.from_json(raw.decode("utf-8"))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                # A torn last line is a power cut mid-append; anything else is damage. Neither
-                # may stop the lines after it from landing.
-                log.warning("spool_line_skipped", line=number + 1, torn=number >= last - 1, path=str(self.path))
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                torn = not raw.endswith(b"\n")  # only the last line can lack its newline
+                try:
+                    yield Batch.from_json(raw.decode("utf-8"))
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    # A torn last line is a power cut mid-append; anything else is damage. Neither
+                    # may stop the lines after it from landing.
+                    log.warning("spool_line_skipped", line=number, torn=torn, length=len(raw), path=str(self.path))
 
-    def replay(self, apply: Callable[[Batch], object]) -> int:
-        """Apply every spooled batch in order, then truncate. Raises whatever apply raises."""
+    def replay(self, apply: Callable[[Batch], object], *, progress: Callable[[], None] = lambda: None) -> int:
+        """Apply every spooled batch in order, then truncate. Raises whatever apply raises, and
+        then leaves the file whole: the next replay starts again from the top."""
         if not self.pending():
             return 0
         count = 0
         for batch in self.batches():
             apply(batch)
             count += 1
+            if count % PROGRESS_EVERY == 0:
+                progress()
         os.truncate(self.path, 0)
         return count
+
+    def open_play(self) -> tuple[int, dict[str, str]] | None:
+        """The open play as the spool would leave it in Redis, as (started_at, hash): what a
+        poller restarted during an outage continues, instead of starting a duplicate."""
+        if not self.pending():
+            return None
+        plays: dict[int, dict[str, str]] = {}
+        current: int | None = None
+        for batch in self.batches():
+            if not batch.keep_current:
+                current = batch.current
+            for w in batch.writes:
+                # The same rules as the store's script: stale writes lose, counted sticks.
+                h = plays.setdefault(w.started_at, {})
+                seen = w.fields.get("last_seen_at")
+                if h and seen is not None and int(seen) < int(h.get("last_seen_at", 0)):
+                    continue
+                h.update({k: str(v) for k, v in w.fields.items()})
+                h.setdefault("uri", w.uri)
+                h.setdefault("artists", json.dumps(list(w.artists), ensure_ascii=False))
+                if w.counted:
+                    h["counted"] = "1"
+        found = plays.get(current) if current is not None else None
+        if not found or "ended_at" in found or "last_seen_at" not in found:
+            return None
+        return current, found
+
+
+def _ends_torn(fd: int) -> bool:
+    end = os.lseek(fd, 0, os.SEEK_END)
+    return end > 0 and os.pread(fd, 1, end - 1) != b"\n"

@@ -1,20 +1,28 @@
-"""The write path with no lost plays: Redis when it is up, the spool when it is not."""
+"""The write path with no lost plays: Redis when it is up, the spool when it is not.
+
+Order is kept: while anything is spooled, a new batch goes to Redis only after the spool was
+replayed, so a stale spooled write can never land after a newer live one.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from .batch import Batch
 from .errors import StoreUnavailable
 from .logs import get_logger
 from .spool import Spool
-from .store import Store
+from .store import Store, StoreError
 
 log = get_logger(__name__)
 
 
 class Writer:
-    def __init__(self, store: Store, spool: Spool) -> None:
+    def __init__(self, store: Store, spool: Spool, *, on_progress: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.spool = spool
+        # Fed during a long replay, which is progress (the daemon points it at the watchdog).
+        self.on_progress = on_progress
         self.redis_up = True
 
     def write(self, batch: Batch) -> bool:
@@ -36,13 +44,22 @@ class Writer:
         if not self.spool.pending():
             return True
         try:
-            replayed = self.spool.replay(self.store.apply)
+            replayed = self.spool.replay(self._replay_one, progress=self.on_progress)
         except StoreUnavailable as exc:
             self._went_down(exc)
             return False
         log.info("spool_replayed", batches=replayed)
         self._came_back()
         return True
+
+    def _replay_one(self, batch: Batch) -> None:
+        try:
+            self.store.apply(batch)
+        except StoreError as exc:
+            # Redis is up but rejects this batch for good (a key of the wrong type, say). Keeping
+            # it would block every later batch and crash-loop the poller; say loudly what is lost.
+            log.error("spool_batch_rejected", error=str(exc), polled_at=batch.polled_at,
+                      plays=[w.started_at for w in batch.writes])
 
     def _spool(self, batch: Batch) -> None:
         if batch.writes:  # a poll that changed nothing has nothing to lose

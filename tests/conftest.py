@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 import fakeredis
 import pytest
+import structlog
 
 from spotify_logger.config import Settings
 from spotify_logger.redisproc import RedisServer, redis_server_path
@@ -35,6 +36,14 @@ def recorded(name: str) -> Any:
             pytest.fail(f"{path} is missing: CI must run beside shared/")
         pytest.skip(f"{path} is missing (shared/ not beside the checkout)")
     return json.loads(path.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """A test that runs cli.main() configures structlog onto its own captured stderr; the next
+    test must not inherit a logger bound to a closed stream."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -197,3 +206,17 @@ def assert_counter_invariant(client: Any) -> None:
             expected[fields["uri"]] = expected.get(fields["uri"], 0) + 1
     actual = {uri: int(score) for uri, score in client.zrange("plays:tracks", 0, -1, withscores=True)}
     assert actual == expected
+
+
+def redis_dump(client: Any) -> dict[str, Any]:
+    """Everything in Redis, comparable across runs (for "a second pass changes nothing")."""
+    out: dict[str, Any] = {}
+    for key in sorted(client.keys("*")):
+        kind = client.type(key)
+        if kind == "hash":
+            out[key] = client.hgetall(key)
+        elif kind == "zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = client.get(key)
+    return out

@@ -31,8 +31,8 @@ from spotify_logger.simulator import Idle, Play, Script, SpotifySimulator, track
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
 
-from conftest import ROOT, Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd
-from test_reconcile import dump, poll_play
+from conftest import ROOT, Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd, redis_dump
+from test_reconcile import poll_play
 
 SHORT = 2_500   # long enough for the tracker to tell a repeat from jitter at 0.2-1 s polls
 D = 200_000
@@ -144,9 +144,9 @@ def test_realistic_back_to_back_plays_across_played_at_offsets(
     assert sorted(a["name"] for a in result.added) == ["Other", "Song"]
     assert uris(real_redis)[SONG.uri] == 4 and len(play_hashes(real_redis)) == 5
     assert_counter_invariant(real_redis)
-    before = dump(real_redis)
+    before = redis_dump(real_redis)
     again = rec.run_once()
-    assert dump(real_redis) == before and again.added == [] and again.already == 5
+    assert redis_dump(real_redis) == before and again.added == [] and again.already == 5
 
 
 def test_more_plays_than_the_feed_holds_are_recorded_as_a_gap(
@@ -171,9 +171,9 @@ def test_more_plays_than_the_feed_holds_are_recorded_as_a_gap(
     assert health.gaps == [gap]
     assert "about 30 plays lost" in render(health, time.time())
     assert_counter_invariant(real_redis)
-    before = dump(real_redis)
+    before = redis_dump(real_redis)
     rec.run_once()
-    assert dump(real_redis) == before
+    assert redis_dump(real_redis) == before
 
 
 def test_the_backfill_command_prints_what_it_added_and_is_safe_to_repeat(

@@ -45,7 +45,7 @@ def test_values_are_parsed() -> None:
     ("SPOTIFY_LOGGER_POLL_INTERVAL", "-1"), ("SPOTIFY_LOGGER_POLL_INTERVAL", "inf"),
     ("SPOTIFY_LOGGER_MIN_PLAY_MS", "30s"), ("SPOTIFY_LOGGER_MIN_PLAY_MS", "-5"),
     ("SPOTIFY_API_URL", "api.spotify.com"), ("SPOTIFY_ACCOUNTS_URL", "ftp://x"),
-    ("REDIS_URL", "localhost:6379"), ("SPOTIFY_LOGGER_LOG_FORMAT", "xml"), ("SPOTIFY_LOGGER_LOG_LEVEL", "loud"),
+    ("REDIS_URL", "localhost:6379"), ("REDIS_URL", "redis://localhost:63x9/0"), ("REDIS_URL", "redis://h:1/zero"), ("SPOTIFY_LOGGER_LOG_FORMAT", "xml"), ("SPOTIFY_LOGGER_LOG_LEVEL", "loud"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name) as info:

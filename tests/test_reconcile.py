@@ -20,7 +20,7 @@ from spotify_logger.simulator.recent import iso_ms
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
 
-from conftest import assert_counter_invariant, play_hashes, recorded
+from conftest import assert_counter_invariant, play_hashes, recorded, redis_dump
 
 T0 = 1_700_000_000_000
 D = 200_000  # a realistic track length: longer than the 2-minute slack, so neighbours differ
@@ -57,19 +57,6 @@ def poll_play(store: Store, item: Item, started_at: int, ms: int | None = None, 
         fields["ended_at"] = started_at + ms
     store.apply(Batch(polled_at=started_at + ms, writes=(PlayWrite(
         started_at, fields, item.uri, item.artists, counted=ms >= 30_000),), current=started_at if open_ else None))
-
-
-def dump(client: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in sorted(client.keys("*")):
-        kind = client.type(key)
-        if kind == "hash":
-            out[key] = client.hgetall(key)
-        elif kind == "zset":
-            out[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = client.get(key)
-    return out
 
 
 class FakeFeed:
@@ -234,9 +221,9 @@ def test_a_pass_confirms_adds_and_a_second_pass_changes_nothing(fake_redis: Any)
     assert fake_redis.get(keys.RECENT_CURSOR) == str(T0 + D + 60_000)
     assert result.gap is None and recent_gaps(fake_redis) == []
     assert_counter_invariant(fake_redis)
-    before = dump(fake_redis)
+    before = redis_dump(fake_redis)
     again = Reconciler(feed, store).run_once()  # type: ignore[arg-type]
-    assert dump(fake_redis) == before
+    assert redis_dump(fake_redis) == before
     assert again.added == [] and again.confirmed == 0 and again.already == 3
 
 
@@ -289,9 +276,9 @@ def test_a_full_feed_that_cannot_reach_the_cursor_records_a_gap(fake_redis: Any)
     assert gap is not None and gap.start == cursor and gap.end == T0 + 30 * step   # start of the oldest listed
     assert gap.estimated_plays == 30   # 30 plays of the same density fit before the oldest listed
     assert recent_gaps(fake_redis) == [{"start": gap.start, "end": gap.end, "estimated_plays": 30}]
-    before = dump(fake_redis)
+    before = redis_dump(fake_redis)
     Reconciler(FakeFeed(entries), store).run_once()  # type: ignore[arg-type]
-    assert dump(fake_redis) == before
+    assert redis_dump(fake_redis) == before
     assert_counter_invariant(fake_redis)
 
 

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from spotify_logger import cli
 from spotify_logger.auth import OLD_TOKEN_WARN_EVERY_S, Authenticator
+from spotify_logger.config import Settings
 from spotify_logger.daemon import Parts
 from spotify_logger.errors import ConfigError, InvalidClient, InvalidGrant
 from spotify_logger.simulator import Play, Script, SpotifySimulator, track
@@ -289,7 +290,7 @@ def test_concurrent_refreshes_across_processes_spend_a_rotating_token_once(
     token the first saved instead of spending the single-use refresh token again."""
     sim = sim_factory(Script(()), rotate_refresh_tokens=True)
     settings = settings_for(sim)
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import sys
         from spotify_logger.api import make_session
         from spotify_logger.auth import Authenticator

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..daemon import Parts
 from ..errors import BadInput, StoreUnavailable
 from ..loop import Poller
-from ..reader import artists_of, iter_plays
+from ..playscan import artists_of, scan_plays
 from ..redisproc import RedisServer, redis_server_path
 from ..schedule import Schedule
 from ..simulator import SpotifySimulator
@@ -90,7 +90,7 @@ def _record(settings: Settings, client: "redis.Redis[str]", seconds: float) -> N
 
 def summary(client: "redis.Redis[str]") -> str:
     rows = ["", f"{'started (UTC)':<20} {'played':>7} {'counted':<8} {'type':<8} item"]
-    for started_at, fields in iter_plays(client):
+    for started_at, fields in scan_plays(client):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started_at / 1000))
         who = ", ".join(artists_of(fields)) or fields.get("show") or ""
         rows.append(f"{stamp:<20} {int(fields.get('ms_played', 0)) / 1000:>6.1f}s "

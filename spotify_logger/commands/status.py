@@ -38,10 +38,17 @@ def render(h: Health, now: float) -> str:
     lines.append(f"last write:    {_when(h.last_write_at, now)}")
     lines.append(f"rate limit:    {'cooldown ' + format(h.cooldown_remaining_s, '.0f') + 's left' if h.cooldown_remaining_s else 'none'}")
     lines.append(f"spool:         {h.spool_bytes} bytes waiting for Redis" if h.spool_bytes else "spool:         empty")
+    lines.append(f"gaps:          {len(h.gaps)} recorded (plays lost from recently-played)" if h.gaps else "gaps:          none recorded")
+    lines.extend(f"  gap:         {_utc(g['start'])} to {_utc(g['end'])}, about {g['estimated_plays']} plays lost"
+                 for g in h.gaps)
     for key, value in h.extra.items():
         lines.append(f"{key + ':':<15}{value}")
     lines.extend(f"problem:       {p}" for p in h.problems)
     return "\n".join(lines)
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
 def _when(ts: float | None, now: float) -> str:

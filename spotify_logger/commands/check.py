@@ -1,0 +1,31 @@
+"""`spotify-logger check [--repair] [--json]`: verify the store's invariants (exit 65 when broken)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..check import check, repair
+from ..config import Settings
+from ..errors import EX_DATAERR, EX_OK
+from ..store import connect
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("check", help="verify the index, counters and play overlaps (exit 65 when something is wrong)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild listening:index and the plays:* counters from the play hashes, then check again")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    client = connect(settings.redis_url)
+    if args.repair:
+        before = repair(client)
+        if not args.json:
+            print(f"repaired: {len(before.missing)} plays added to the index, {len(before.dangling)} stale index "
+                  f"members removed, counters rewritten ({len(before.tracks)} uris, {len(before.artists)} artists)")
+    report = check(client)
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else report.render())
+    return EX_OK if report.ok else EX_DATAERR

@@ -1,0 +1,33 @@
+"""`spotify-logger export --format csv|jsonl [--since] [--until] [-o FILE]`: every play, streamed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..config import Settings
+from ..errors import EX_OK
+from ..export import FORMATS, export, output
+from ..periods import LocalTime, period
+from ..store import connect
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("export", help="write every play as CSV or JSON Lines (streamed, constant memory)")
+    p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
+    p.add_argument("--since", help="7d, 12h, 2w, today, 2026-01-01 or 2026-01-01T08:00 (local time)")
+    p.add_argument("--until", help="same forms; a date includes that whole day")
+    p.add_argument("--tz", help="IANA time zone for dates in --since/--until (default: the system's, or TZ)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    since_ms, until_ms = period(args.since, args.until, LocalTime(args.tz), int(time.time() * 1000))
+    client = connect(settings.redis_url)
+    with output(args.output, sys.stdout) as out:
+        rows = export(client, out, args.format, since_ms=since_ms, until_ms=until_ms)
+    if args.output:
+        print(f"exported {rows} plays to {args.output}", file=sys.stderr)
+    return EX_OK

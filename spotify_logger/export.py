@@ -1,0 +1,92 @@
+"""Every play, one row each, as CSV or JSON Lines, streamed in constant memory (page by page).
+
+Columns are keys.PLAY_FIELDS in order (started_at first, taken from the key when a hash lacks
+it). CSV cells are the stored strings (booleans "1"/"0", artist lists as JSON, empty when
+absent). JSON Lines are typed: numbers, true/false, lists, null when absent, and any field
+outside the schema is kept after the known ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import redis
+
+from . import keys
+from .errors import BadInput
+from .playscan import scan_plays
+
+FORMATS = ("csv", "jsonl")
+COLUMNS: tuple[str, ...] = keys.PLAY_FIELDS if keys.PLAY_FIELDS[0] == "started_at" else ("started_at", *keys.PLAY_FIELDS)
+_INTS = {"started_at", "last_seen_at", "ended_at", "ms_played", "progress_ms", "duration_ms", "device_volume",
+         "confirmed_at"}
+_BOOLS = {"explicit", "is_local", "shuffle_state", "playing", "counted", "shuffle", "skipped", "offline",
+          "incognito_mode"}
+_LISTS = {"artists", "artist_ids"}
+
+
+def export(client: "redis.Redis[str]", out: TextIO, fmt: str, *, since_ms: int | None = None,
+           until_ms: int | None = None) -> int:
+    """Write the plays started in [since, until) to `out`; returns how many."""
+    if fmt not in FORMATS:
+        raise BadInput(f"--format {fmt!r}: expected csv or jsonl")
+    rows = 0
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(COLUMNS)
+    for started_at, fields in scan_plays(client, since_ms=since_ms, until_ms=until_ms):
+        fields.setdefault("started_at", str(started_at))
+        if writer is not None:
+            writer.writerow([fields.get(c, "") for c in COLUMNS])
+        else:
+            out.write(json.dumps(typed(fields), ensure_ascii=False, separators=(",", ":")) + "\n")
+        rows += 1
+    return rows
+
+
+def typed(fields: dict[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = {c: _value(c, fields.get(c)) for c in COLUMNS}
+    for name in sorted(set(fields) - set(COLUMNS)):
+        row[name] = fields[name]
+    return row
+
+
+def _value(name: str, raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _BOOLS:
+            return {"1": True, "0": False}.get(raw, raw)
+        if name in _LISTS:
+            value = json.loads(raw)
+            return value if isinstance(value, list) else raw
+    except ValueError:
+        return raw
+    return raw
+
+
+@contextmanager
+def output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
+    """stdout, or a file that appears only once complete (a temporary file renamed into place)."""
+    if path is None or path == "-":
+        yield stdout
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise BadInput(f"-o {path}: is a folder")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

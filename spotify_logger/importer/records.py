@@ -1,0 +1,191 @@
+"""One export record in, one Record (or the reason it is skipped) out. Never raises.
+
+Two shapes exist. The extended streaming history (`Streaming_History_Audio_*.json`,
+`endsong_*.json`) has `ts` (UTC, when the stream ended, 1 s precision), `ms_played`, uris and
+the extra fields. The account-data history (`StreamingHistory*.json`) has `endTime`
+("YYYY-MM-DD HH:MM", UTC, 1 min precision), `msPlayed` and names only: no uri. Such records get a
+pseudo-uri, `spotify:import:track:<sha1>` (or `:episode:`), from the lower-cased artist and track
+names (show and episode names for podcasts), so every play of one song shares one uri.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ..extract import RedisValue, iso_to_ms
+from ..overlap import ACCOUNT_PRECISION_MS, EXTENDED_PRECISION_MS, PSEUDO_URI_PREFIX
+
+EXTRA_FIELDS = ("platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode")
+# Spotify opened in 2008; anything before its founding, or in the future, is a broken record.
+_EARLIEST_MS = 1_136_073_600_000  # 2006-01-01
+_DAY_MS = 86_400_000
+_FUTURE_SLACK_MS = _DAY_MS
+
+MALFORMED = "malformed"
+INCOGNITO = "incognito"
+NO_ITEM = "no_item"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str   # MALFORMED, NO_ITEM
+    detail: str
+
+
+@dataclass(slots=True)
+class Record:
+    started_at: int
+    ended_at: int
+    ms_played: int
+    uri: str
+    kind: str                      # track or episode
+    name: str | None
+    artist: str | None             # the album artist; None for episodes
+    album: str | None
+    show: str | None
+    precision: int
+    pseudo: bool
+    incognito: bool
+    extras: dict[str, RedisValue] = field(default_factory=dict)
+
+    @property
+    def name_key(self) -> tuple[str, str] | None:
+        return name_key(self.name, self.artist if self.kind == "track" else self.show)
+
+    def fields(self, *, counted: bool, started_at: int) -> dict[str, RedisValue]:
+        """The play hash of a new imported play."""
+        # Built by hand rather than through redis_convert: this runs for every record of an export.
+        local = self.uri.startswith("spotify:local:")
+        out: dict[str, RedisValue] = {
+            "started_at": started_at, "ended_at": self.ended_at, "ms_played": self.ms_played,
+            "type": self.kind, "uri": self.uri, "is_local": "1" if local else "0", "playing": "0",
+            "counted": "1" if counted else "0", "source": "import",
+        }
+        if not (self.pseudo or local):
+            out["id"] = self.uri.rsplit(":", 1)[-1]
+        if self.name:
+            out["name"] = self.name
+        if self.artist:
+            out["artists"] = json.dumps([self.artist], ensure_ascii=False)
+        if self.album:
+            out["album"] = self.album
+        if self.show:
+            out["show"] = self.show
+        out.update(self.extras)
+        return out
+
+
+def name_key(name: str | None, by: str | None) -> tuple[str, str] | None:
+    if not name:
+        return None
+    return name.strip().casefold(), (by or "").strip().casefold()
+
+
+def pseudo_uri(kind: str, name: str, by: str | None) -> str:
+    key = name_key(name, by)
+    digest = hashlib.sha1("\n".join(key or ("", "")).encode("utf-8")).hexdigest()[:20]
+    return f"{PSEUDO_URI_PREFIX}{kind}:{digest}"
+
+
+def parse(raw: Any, *, now_ms: int) -> Record | Skip:
+    """A Record, or why it is skipped: MALFORMED, or NO_ITEM (nothing says what played)."""
+    if not isinstance(raw, dict):
+        return Skip(MALFORMED, f"a {type(raw).__name__}, not an object")
+    if "ts" in raw:
+        return _extended(raw, now_ms)
+    if "endTime" in raw:
+        return _account(raw, now_ms)
+    return Skip(MALFORMED, "neither ts nor endTime")
+
+
+def _extended(raw: dict[str, Any], now_ms: int) -> Record | Skip:
+    ended_at = _time(raw.get("ts"), now_ms)
+    ms = _ms(raw.get("ms_played"))
+    if ended_at is None:
+        return Skip(MALFORMED, f"ts {_shown(raw.get('ts'))} is not a UTC time between 2006 and now")
+    if ms is None:
+        return Skip(MALFORMED, f"ms_played {_shown(raw.get('ms_played'))} is not a whole number of ms between 0 and a day")
+    extras = {k: _extra(v) for k in EXTRA_FIELDS if (v := raw.get(k)) is not None and isinstance(v, (str, bool))}
+    base = _Base(ended_at, ms, EXTENDED_PRECISION_MS, raw.get("incognito_mode") is True, extras)
+    track_name = _text(raw.get("master_metadata_track_name"))
+    artist = _text(raw.get("master_metadata_album_artist_name"))
+    album = _text(raw.get("master_metadata_album_album_name"))
+    if uri := _text(raw.get("spotify_track_uri")):
+        return _record("track", uri, track_name, artist, album, None, base)
+    episode, show = _text(raw.get("episode_name")), _text(raw.get("episode_show_name"))
+    if uri := _text(raw.get("spotify_episode_uri")):
+        return _record("episode", uri, episode, None, None, show, base)
+    # Audiobook chapters play as episodes in the Web API, so they are stored as episodes here too.
+    chapter, book = _text(raw.get("audiobook_chapter_title")), _text(raw.get("audiobook_title"))
+    if uri := _text(raw.get("audiobook_chapter_uri")):
+        return _record("episode", uri, chapter, None, None, book, base)
+    if track_name:
+        return _record("track", None, track_name, artist, album, None, base)
+    if episode:
+        return _record("episode", None, episode, None, None, show, base)
+    return Skip(NO_ITEM, "no uri and no name")
+
+
+def _account(raw: dict[str, Any], now_ms: int) -> Record | Skip:
+    ended_at = _time(raw.get("endTime"), now_ms)
+    ms = _ms(raw.get("msPlayed"))
+    if ended_at is None:
+        return Skip(MALFORMED, f"endTime {_shown(raw.get('endTime'))} is not a UTC time between 2006 and now")
+    if ms is None:
+        return Skip(MALFORMED, f"msPlayed {_shown(raw.get('msPlayed'))} is not a whole number of ms between 0 and a day")
+    base = _Base(ended_at, ms, ACCOUNT_PRECISION_MS, False, {})
+    if track := _text(raw.get("trackName")):
+        return _record("track", None, track, _text(raw.get("artistName")), None, None, base)
+    if episode := _text(raw.get("episodeName")):
+        return _record("episode", None, episode, None, None, _text(raw.get("podcastName")), base)
+    return Skip(NO_ITEM, "no track or episode name")
+
+
+class _Base(NamedTuple):
+    ended_at: int
+    ms: int
+    precision: int
+    incognito: bool
+    extras: dict[str, RedisValue]
+
+
+def _record(kind: str, uri: str | None, name: str | None, artist: str | None, album: str | None,
+            show: str | None, base: _Base) -> Record:
+    pseudo = uri is None
+    if uri is None:
+        uri = pseudo_uri(kind, name or "", artist if kind == "track" else show)
+    return Record(started_at=base.ended_at - base.ms, ended_at=base.ended_at, ms_played=base.ms, uri=uri,
+                  kind=kind, name=name, artist=artist, album=album, show=show, precision=base.precision,
+                  pseudo=pseudo, incognito=base.incognito, extras=base.extras)
+
+
+def _time(raw: Any, now_ms: int) -> int | None:
+    ms = iso_to_ms(raw)
+    return ms if ms is not None and _EARLIEST_MS <= ms <= now_ms + _FUTURE_SLACK_MS else None
+
+
+def _ms(raw: Any) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    # A stream longer than a day is a broken record (and would start before 2006 at worst).
+    return raw if isinstance(raw, int) and 0 <= raw <= _DAY_MS else None
+
+
+def _text(raw: Any) -> str | None:
+    return raw if isinstance(raw, str) and raw.strip() else None
+
+
+def _shown(raw: Any) -> str:
+    return repr(raw)[:40]
+
+
+def _extra(raw: str | bool) -> str:
+    # Strings and booleans only (the caller drops anything else): booleans as "1"/"0", as stored.
+    if isinstance(raw, bool):
+        return "1" if raw else "0"
+    return raw

@@ -1,0 +1,327 @@
+"""Fault tests with real processes: run.py, the poller it starts, a real redis-server that the
+test stops and starts, and the simulator over loopback. After each fault, every counted play
+of the scripted session is in Redis exactly once.
+
+Tracks are a few seconds long (min_play_ms is 2 s) so the whole file stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import pytest
+import redis
+import structlog
+from conftest import Proc, assert_counter_invariant, env_for, play_hashes, run_py_cmd
+
+from spotify_logger.api import SpotifyClient, make_session
+from spotify_logger.auth import Authenticator
+from spotify_logger.config import Settings
+from spotify_logger.cooldown import Cooldown
+from spotify_logger.errors import RateLimited
+from spotify_logger.redisproc import RedisServer, free_port
+from spotify_logger.store import connect
+from spotify_logger.simulator import Fault, Idle, Play, Script, SpotifySimulator, track
+from spotify_logger.tokenstore import TokenStore
+
+pytestmark = pytest.mark.slow
+
+
+A, B, C = track("Fault A", 4000), track("Fault B", 5000), track("Fault C", 9000)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_logger(spawn: Callable[..., Proc], sim: SpotifySimulator, settings: Settings, script: Script,
+                 **env: str) -> Proc:
+    """run.py with fast restarts; the script starts once the first poller is up, so its first
+    poll cannot catch a track that then seems to start over."""
+    proc = spawn(run_py_cmd(), env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2", **env))
+    proc.wait_for("poller_started")
+    sim.load_script(script)
+    return proc
+
+
+def child_pid(proc: Proc) -> int:
+    return int(proc.events("child_started")[-1]["pid"])
+
+
+def stamp(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def counted(client: "redis.Redis[str]", uri: str) -> bool:
+    return any(h.get("uri") == uri and h.get("counted") == "1" for h in play_hashes(client).values())
+
+
+def assert_each_counted_once(client: "redis.Redis[str]", *items: Any) -> dict[str, dict[str, str]]:
+    """One play hash per scripted item, counted, and counters that agree."""
+    by_uri: dict[str, list[dict[str, str]]] = {}
+    for h in play_hashes(client).values():
+        by_uri.setdefault(h["uri"], []).append(h)
+    assert sorted(by_uri) == sorted(i.uri for i in items), by_uri
+    for item in items:
+        assert len(by_uri[item.uri]) == 1, f"{item.name} recorded {len(by_uri[item.uri])} times"
+        assert by_uri[item.uri][0]["counted"] == "1", by_uri[item.uri]
+        assert client.zscore("plays:tracks", item.uri) == 1
+    assert_counter_invariant(client)
+    return {uri: hashes[0] for uri, hashes in by_uri.items()}
+
+
+def stop_logger(proc: Proc) -> int:
+    proc.popen.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=5)  # the issue's bound for a clean stop
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- the done-when faults --------------------------------------------------------------------
+
+
+def test_poller_killed_mid_play_continues_the_same_play(sim_factory, settings_for, redis_server, spawn):
+    sim = sim_factory(Script())
+    client = redis_server.client()
+    proc = start_logger(spawn, sim, settings_for(sim, redis_server.url), Script((Play(A, 3000), Play(B, 5000), Idle(60_000))))
+    current = wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+    first = child_pid(proc)
+    time.sleep(0.8)  # mid-play: A has been heard for about a second
+
+    os.kill(first, signal.SIGKILL)
+
+    restarted = proc.wait_for("poller_started", count=2)[-1]
+    assert child_pid(proc) != first
+    assert proc.events("child_exited")[0]["signal"] == "SIGKILL"
+    assert restarted["restored_play"] == int(current.split(":")[1]), "the restarted poller must continue the open play"
+    wait_until(lambda: counted(client, B.uri), "B counted")
+    plays = assert_each_counted_once(client, A, B)
+    # The kill did not split A, and the time it was down still counted as heard.
+    assert client.zrange("listening:index", 0, 0) == [current.split(":")[1]]
+    assert int(plays[A.uri]["ms_played"]) >= 2_500
+    assert stop_logger(proc) == 0
+
+
+def test_redis_down_mid_play_spools_and_replays(sim_factory, settings_for, redis_server, spawn):
+    # The issue says 20 s; 5 s keeps the suite quick and still spans several polls (1 s apart at
+    # most), the end of A and the start and counting of B.
+    outage_s = 5.0
+    sim = sim_factory(Script())
+    settings = settings_for(sim, redis_server.url)
+    client = redis_server.client()
+    proc = start_logger(spawn, sim, settings, Script((Play(A, 4000), Play(B, 5000), Idle(60_000))))
+    wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+    time.sleep(0.5)
+
+    redis_server.stop()  # SHUTDOWN SAVE: what Redis held survives, as with a real restart
+    time.sleep(outage_s)
+    assert proc.events("store_unavailable"), "the poller should have noticed the outage"
+    assert settings.state_dir.joinpath("spool.jsonl").stat().st_size > 0
+    redis_server.start()
+
+    replayed = proc.wait_for("spool_replayed")[0]
+    assert replayed["batches"] >= 3
+    client = redis_server.client()
+    wait_until(lambda: counted(client, B.uri), "B counted")
+    assert_each_counted_once(client, A, B)
+    assert settings.state_dir.joinpath("spool.jsonl").stat().st_size == 0
+    assert len(proc.events("child_started")) == 1, "an outage is no reason to crash"
+    assert stop_logger(proc) == 0
+
+
+def test_rate_limit_then_sigkill_no_request_before_the_deadline(sim_factory, settings_for, redis_server, spawn):
+    sim = sim_factory(Script())
+    client = redis_server.client()
+    settings = settings_for(sim, redis_server.url)
+    proc = start_logger(spawn, sim, settings, Script((Play(C, 9000), Idle(60_000))))
+    wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+
+    sim.inject(Fault("rate_limit", path="/v1/me/player", retry_after=5))
+    wait_until(lambda: [r for r in sim.requests if r.status == 429], "the 429")
+    proc.wait_for("rate_limited")
+    # The deadline is in Redis, with a TTL (it is written just after the log line).
+    assert wait_until(lambda: client.ttl("spotify-logger:cooldown") > 0, "the deadline in Redis") <= 5
+    os.kill(child_pid(proc), signal.SIGKILL)
+
+    restored = proc.wait_for("cooldown_restored")[0]
+    assert restored["source"] == "redis"
+    told = next(r for r in sim.requests if r.status == 429)
+    wait_until(lambda: [r for r in sim.requests if r.t > told.t and r.status == 200 and r.path == "/v1/me/player"],
+               "polling to resume after the deadline", timeout=10)
+    early = [r for r in sim.requests if r.path.startswith("/v1/") and told.t < r.t < told.t + 5]
+    assert early == [], f"requests inside the Retry-After window: {early}"
+    assert sim.violations == []
+    wait_until(lambda: counted(client, C.uri), "C counted")
+    assert_each_counted_once(client, C)
+    assert stop_logger(proc) == 0
+
+
+def test_bad_upstream_503_burst_and_slow_responses(sim_factory, settings_for, redis_server, spawn):
+    sim = sim_factory(Script())
+    client = redis_server.client()
+    settings = settings_for(sim, redis_server.url, read_timeout=0.5)
+    proc = start_logger(spawn, sim, settings, Script((Play(C, 9000), Idle(60_000))))
+    wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+
+    # One poll's four attempts meet two 503s and then two answers slower than the read timeout.
+    sim.inject(Fault("status", path="/v1/me/player", status=503, count=2),
+               Fault("slow", path="/v1/me/player", delay_s=1.0, count=2))
+    failed = proc.wait_for("poll_failed")[0]
+    # The simulator logs a slow request once it has answered, with the time it arrived.
+    wait_until(lambda: len([r for r in sim.requests if r.fault == "slow"]) == 2, "both slow answers")
+    wait_until(lambda: [r for r in sim.requests if r.t > max(x.t for x in sim.requests if x.fault) and r.status == 200],
+               "a good poll after the faults")
+
+    assert "timed out" in failed["error"]  # the last attempt was a slow one
+    assert [r.status for r in sim.requests if r.fault == "status"] == [503, 503]
+    assert len([r for r in sim.requests if r.fault == "slow"]) == 2
+    assert [e["attempt"] for e in proc.events("api_retry")] == [1, 2, 3]
+    assert len(proc.events("child_started")) == 1, "bad upstream answers are no reason to crash"
+    wait_until(lambda: counted(client, C.uri), "C counted")
+    assert_each_counted_once(client, C)
+    assert stop_logger(proc) == 0
+
+
+def test_sigterm_stops_everything_within_5s_with_exit_0(sim_factory, settings_for, redis_server, spawn):
+    sim = sim_factory(Script())
+    client = redis_server.client()
+    proc = start_logger(spawn, sim, settings_for(sim, redis_server.url), Script((Play(C, 9000), Idle(60_000))))
+    current = wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+    child = child_pid(proc)
+
+    started = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=5)
+    took = time.monotonic() - started
+
+    assert code == 0
+    assert took < 5
+    assert not pid_alive(child)
+    assert [e["signal"] for e in proc.events("signal_forwarded")] == ["SIGTERM"]
+    assert proc.events("poller_stopped")[-1]["exit_code"] == 0
+    assert len(proc.events("child_started")) == 1
+    # Stopped before it counted: one play, open, not counted, and no counter touched.
+    assert list(play_hashes(client)) == [int(current.split(":")[1])]
+    assert client.zcard("plays:tracks") == 0
+    assert_counter_invariant(client)
+
+
+def test_crash_at_start_gets_growing_backoff(sim_factory, settings_for, redis_server, spawn):
+    # A key of the wrong type makes the first write fail for good: the real poller exits 70
+    # (internal error, so run.py restarts it) right after it starts, every time.
+    sim = sim_factory(Script((Play(C, 9000), Idle(60_000))))
+    redis_server.client().set("listening:index", "not a sorted set")
+    env = env_for(settings_for(sim, redis_server.url), SPOTIFY_LOGGER_RESTART_DELAY="0.2",
+                  SPOTIFY_LOGGER_RESTART_MAX_DELAY="0.8")
+    proc = spawn(run_py_cmd(), env)
+
+    starts = proc.wait_for("child_started", count=5, timeout=20)
+    exits = proc.events("child_exited")[:4]
+    assert stop_logger(proc) == 0
+
+    assert {e.get("exit_code") for e in exits} == {70}, proc.lines
+    assert [e["delay_s"] for e in proc.events("restart_scheduled")[:4]] == [0.2, 0.4, 0.8, 0.8]
+    # Measured from the log: each restart waited at least its delay after the exit, and the
+    # gaps grew until the cap. A tight loop would show gaps of a few milliseconds.
+    gaps = [stamp(start) - stamp(exit_) for exit_, start in zip(exits, starts[1:])]
+    for gap, delay in zip(gaps, [0.2, 0.4, 0.8, 0.8]):
+        assert delay - 0.01 <= gap < delay + 1.0, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+
+
+# --- rate limits across restarts -------------------------------------------------------------
+
+
+def _client(settings: Settings, cooldown: Cooldown) -> SpotifyClient:
+    session = make_session()
+    return SpotifyClient(settings, Authenticator(settings, TokenStore(settings.token_file), session),
+                         cooldown, session=session, attempts=1)
+
+
+def test_cooldown_kept_in_state_dir_while_redis_is_down_and_honoured_after_restart(sim_factory, settings_for, tmp_path):
+    sim = sim_factory(Script((Play(C, 9000),)))
+    settings = settings_for(sim)
+    dead_redis = connect(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    state_file = settings.state_dir / "cooldown.json"
+    sim.inject(Fault("rate_limit", path="/v1/me/player", retry_after=30))
+
+    with pytest.raises(RateLimited):
+        _client(settings, Cooldown(state_file=state_file, redis_client=dead_redis)).player()
+    assert json.loads(state_file.read_text())["until"] == pytest.approx(time.time() + 30, abs=2)
+
+    # A new process: the deadline comes back from the state dir, and no request goes out.
+    before = len(sim.requests)
+    restarted = Cooldown(state_file=state_file, redis_client=dead_redis)
+    assert restarted.load() == pytest.approx(time.time() + 30, abs=2)
+    with pytest.raises(RateLimited):
+        _client(settings, restarted).player()
+    assert len(sim.requests) == before
+
+
+def test_cooldown_in_redis_has_a_ttl_and_outlives_a_lost_state_dir(real_redis, tmp_path):
+    now = [1_000_000.0]
+    cooldown = Cooldown(state_file=tmp_path / "cooldown.json", redis_client=real_redis, clock=lambda: now[0])
+    cooldown.start(42)
+    assert 40 <= real_redis.ttl("spotify-logger:cooldown") <= 42
+    (tmp_path / "cooldown.json").unlink()
+
+    fresh = Cooldown(state_file=tmp_path / "cooldown.json", redis_client=real_redis, clock=lambda: now[0])
+    assert fresh.load() == pytest.approx(1_000_042)
+    with pytest.raises(RateLimited):
+        fresh.check()
+    now[0] += 42
+    fresh.check()  # the deadline passed: requests may go again
+
+
+def test_long_retry_after_is_a_warning_naming_the_deadline(tmp_path):
+    with structlog.testing.capture_logs() as events:
+        Cooldown(state_file=tmp_path / "c.json", clock=lambda: 1_700_000_000.0).start(3600)
+        Cooldown(state_file=tmp_path / "d.json", clock=lambda: 1_700_000_000.0).start(30)
+    long, short = events
+    assert long["log_level"] == "warning" and long["event"] == "rate_limited_long"
+    assert long["deadline"] == "2023-11-14T23:13:20+00:00"
+    assert short["log_level"] == "info" and short["event"] == "rate_limited"
+
+
+def test_restarted_poller_waits_for_a_cooldown_from_the_state_dir(sim_factory, settings_for, redis_server, spawn):
+    # A 429 came while Redis was down, so only the state dir holds the deadline; Redis is back
+    # when the poller restarts. It must not call Spotify before the deadline.
+    sim = sim_factory(Script((Play(C, 9000),)))
+    settings = settings_for(sim, redis_server.url)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + 1.5
+    settings.state_dir.joinpath("cooldown.json").write_text(json.dumps({"until": deadline}))
+    env = env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2")
+    proc = spawn(run_py_cmd(), env)
+    assert proc.wait_for("cooldown_restored")[0]["source"] == "state_dir"
+    wait_until(lambda: sim.requests_to("/v1/"), "a poll after the deadline", timeout=20)
+    assert min(r.t for r in sim.requests_to("/v1/")) >= deadline - 0.05
+    assert stop_logger(proc) == 0
+
+
+def test_redis_server_restart_keeps_data(redis_server: RedisServer):
+    # The outage test relies on this: SHUTDOWN SAVE, then start on the same port.
+    redis_server.client().set("k", "v")
+    redis_server.stop()
+    redis_server.start()
+    assert redis_server.client().get("k") == "v"

@@ -1,0 +1,262 @@
+"""The outage spool and the write path around it: fsync'd JSON lines, in-order idempotent
+replay, damage that is skipped instead of crashing, and `status` showing what waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import structlog
+
+from conftest import redis_dump
+from spotify_logger import health
+from spotify_logger.batch import Batch
+from spotify_logger.commands.status import render
+from spotify_logger.config import Settings
+from spotify_logger.errors import StoreUnavailable
+from spotify_logger.extract import Snapshot
+from spotify_logger.spool import Spool
+from spotify_logger.store import Store, StoreError
+from spotify_logger.tracker import OpenPlay, PlayTracker
+from spotify_logger.writer import Writer
+
+T0 = 1_700_000_000_000
+
+
+def snap(uri: str, progress_ms: int, *, duration_ms: int = 6_000, playing: bool = True) -> Snapshot:
+    return Snapshot(kind="track", uri=uri, id=uri.rsplit(":", 1)[-1], name=uri[-1], artists=("Artist " + uri[-1],),
+                    duration_ms=duration_ms, progress_ms=progress_ms, is_playing=playing)
+
+
+def session() -> list[Batch]:
+    """A played for 5 s (counted at 2 s), then B for 3 s: one batch per 1 s poll."""
+    tracker = PlayTracker(min_play_ms=2_000, end_grace_ms=2_000)
+    batches = [tracker.observe(snap("spotify:track:A", i * 1000), T0 + i * 1000) for i in range(6)]
+    batches += [tracker.observe(snap("spotify:track:B", i * 1000), T0 + 6_000 + i * 1000) for i in range(4)]
+    return batches
+
+
+def applied_once(batches: list[Batch]) -> Any:
+    """A fresh Redis that got every batch exactly once, in order: what a replay must equal."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    store = Store(client)
+    for batch in batches:
+        store.apply(batch)
+    return client
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    return Spool(tmp_path / "state" / "spool.jsonl")
+
+
+def fill(spool: Spool, batches: list[Batch]) -> None:
+    for batch in batches:
+        spool.append(batch)
+
+
+def test_append_is_one_private_json_line_per_batch_in_order(spool: Spool) -> None:
+    batches = session()
+    fill(spool, batches)
+    lines = spool.path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(batches) + 1
+    assert [json.loads(line)["polled_at"] for line in lines[:-1]] == [b.polled_at for b in batches]
+    assert list(spool.batches()) == batches
+    assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
+
+
+def test_torn_last_line_is_skipped_with_a_warning(spool: Spool, fake_redis: Any) -> None:
+    batches = session()
+    fill(spool, batches)
+    whole = batches[-1].to_json().encode()
+    with open(spool.path, "ab") as fh:  # a power cut in the middle of an append
+        fh.write(whole[: len(whole) // 2])
+
+    with structlog.testing.capture_logs() as logs:
+        replayed = spool.replay(Store(fake_redis).apply)
+
+    assert replayed == len(batches)
+    assert [e for e in logs if e["event"] == "spool_line_skipped"] == [
+        {"event": "spool_line_skipped", "log_level": "warning", "line": len(batches) + 1, "torn": True,
+         "length": len(whole) // 2, "path": str(spool.path)}
+    ]
+    assert spool.size() == 0
+    assert fake_redis.zscore("plays:tracks", "spotify:track:A") == 1
+
+
+def test_an_append_after_a_torn_line_is_not_glued_to_it(spool: Spool) -> None:
+    first, second = session()[:2]
+    spool.append(first)
+    with open(spool.path, "ab") as fh:
+        fh.write(b'{"polled_at": 17')  # torn
+    spool.append(second)
+    with structlog.testing.capture_logs() as logs:
+        assert list(spool.batches()) == [first, second]
+    assert [(e["line"], e["torn"]) for e in logs] == [(2, False)]  # damage in the middle now
+
+
+def test_damaged_middle_line_does_not_stop_later_lines(spool: Spool, fake_redis: Any) -> None:
+    batches = session()
+    fill(spool, batches[:3])
+    with open(spool.path, "ab") as fh:
+        fh.write(b"\x00\xff not json\n")
+    fill(spool, batches[3:])
+    with structlog.testing.capture_logs() as logs:
+        assert spool.replay(Store(fake_redis).apply) == len(batches)
+    assert [(e["line"], e["torn"]) for e in logs] == [(4, False)]
+
+
+def test_replay_is_idempotent(spool: Spool, fake_redis: Any) -> None:
+    batches = session()
+    fill(spool, batches)
+    store = Store(fake_redis)
+    spool.replay(store.apply)
+    once = redis_dump(fake_redis)
+    assert once["plays:tracks"] == [("spotify:track:A", 1.0), ("spotify:track:B", 1.0)]
+
+    fill(spool, batches)  # the same batches again, as after a crash before the truncate
+    spool.replay(store.apply)
+    assert redis_dump(fake_redis) == once
+
+
+def test_crash_during_replay_loses_nothing_and_counts_nothing_twice(spool: Spool, fake_redis: Any,
+                                                                    tmp_path: Path) -> None:
+    batches = session()
+    fill(spool, batches)
+    size = spool.size()
+    store = Store(fake_redis)
+    applied: list[Batch] = []
+
+    def crash_halfway(batch: Batch) -> None:
+        if len(applied) == len(batches) // 2:
+            raise RuntimeError("power cut")
+        store.apply(batch)
+        applied.append(batch)
+
+    with pytest.raises(RuntimeError):
+        spool.replay(crash_halfway)
+    assert spool.size() == size, "nothing may be dropped before every line landed"
+    assert fake_redis.zscore("plays:tracks", "spotify:track:A") == 1  # half of it is in Redis
+
+    spool.replay(store.apply)  # the restarted poller replays from the top
+
+    assert redis_dump(fake_redis) == redis_dump(applied_once(batches))
+    assert spool.size() == 0
+
+
+class FlakyStore(Store):
+    """The real store, with an outage switch and a record of what reached Redis."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.down = False
+        self.reject: set[int] = set()
+        self.landed: list[int] = []
+
+    def apply(self, batch: Batch) -> int:
+        if self.down:
+            raise StoreUnavailable("Redis is unreachable: ConnectionError")
+        if batch.polled_at in self.reject:
+            raise StoreError("Redis error: WRONGTYPE")
+        self.landed.append(batch.polled_at)
+        return super().apply(batch)
+
+
+def test_writer_spools_while_redis_is_down_and_replays_in_order(spool: Spool, fake_redis: Any) -> None:
+    batches = session()
+    store = FlakyStore(fake_redis)
+    writer = Writer(store, spool)
+    assert writer.write(batches[0]) is True
+    store.down = True
+    assert [writer.write(b) for b in batches[1:7]] == [False] * 6
+    assert len(list(spool.batches())) == 6
+    store.down = False
+
+    assert writer.write(batches[7]) is True
+    for batch in batches[8:]:
+        writer.write(batch)
+
+    # The spooled batches went first, in order, and only then the live one.
+    assert store.landed == [b.polled_at for b in batches]
+    assert spool.size() == 0
+    assert redis_dump(fake_redis) == redis_dump(applied_once(batches))
+
+
+def test_a_batch_redis_rejects_for_good_does_not_block_the_spool(spool: Spool, fake_redis: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("spotify_logger.spool.PROGRESS_EVERY", 2)
+    batches = session()
+    fill(spool, batches)
+    store = FlakyStore(fake_redis)
+    store.reject = {batches[2].polled_at}
+    progress: list[int] = []
+    writer = Writer(store, spool, on_progress=lambda: progress.append(1))
+    with structlog.testing.capture_logs() as logs:
+        assert writer.flush() is True
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["spool_batch_rejected"]
+    assert len(store.landed) == len(batches) - 1
+    assert spool.size() == 0
+    assert len(progress) == len(batches) // 2  # a long replay feeds the watchdog as it goes
+
+
+@pytest.mark.parametrize("landed_before_outage", [0, 7], ids=["play-began-in-outage", "play-began-before"])
+def test_spooled_open_play_matches_what_replay_would_leave_in_redis(spool: Spool, fake_redis: Any,
+                                                                    landed_before_outage: int) -> None:
+    # What a poller restarted during an outage continues, instead of starting a duplicate play.
+    batches = session()
+    store = Store(fake_redis)
+    for batch in batches[:landed_before_outage]:
+        store.apply(batch)
+    fill(spool, batches[landed_before_outage:])  # the rest waits in the spool, only what changed
+
+    found = spool.open_play()
+    assert found is not None
+    from_spool = OpenPlay.from_hash(*found)
+    spool.replay(store.apply)
+    loaded = store.load_current()
+    assert loaded is not None
+    from_redis = OpenPlay.from_hash(*loaded)
+    assert from_spool is not None and from_redis is not None
+    names = ["started_at", "last_seen_at", "progress_ms", "ms_played", "counted", "uri"]
+    if not landed_before_outage:
+        names += ["playing", "duration_ms"]  # fields that did not change are only in Redis
+    for name in names:
+        assert getattr(from_spool, name) == getattr(from_redis, name), name
+
+
+def test_no_spooled_open_play_when_the_last_batch_closed_it(spool: Spool) -> None:
+    tracker = PlayTracker(min_play_ms=2_000, end_grace_ms=1_000)
+    fill(spool, [tracker.observe(snap("spotify:track:A", 0), T0), tracker.observe(Snapshot(), T0 + 5_000)])
+    assert spool.open_play() is None
+    assert Spool(spool.path.with_name("missing.jsonl")).open_play() is None
+
+
+def test_status_shows_the_spool_size(spool: Spool, fake_redis: Any, tmp_path: Path) -> None:
+    settings = Settings(client_id="x", state_dir=spool.path.parent)
+    fill(spool, session()[:2])
+    h = health.gather(settings, store=Store(fake_redis))
+    assert h.spool_bytes == spool.size() > 0
+    assert f"spool:         {spool.size()} bytes waiting for Redis" in render(h, 0.0)
+    assert os.path.getsize(spool.path) == h.spool_bytes
+
+
+def test_a_poller_restarted_during_an_outage_continues_the_spooled_play(sim_factory, settings_for,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from spotify_logger import daemon
+    from spotify_logger.redisproc import free_port
+
+    monkeypatch.setattr(daemon, "STARTUP_REDIS_WAIT_S", 0.1)
+    settings = settings_for(sim_factory(), f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    batches = session()
+    fill(Spool(settings.state_dir / "spool.jsonl"), batches)
+    parts = daemon.Parts.build(settings)
+    with structlog.testing.capture_logs() as logs:
+        restored = daemon._restore(parts, parts.stop)
+    assert restored is not None
+    assert (restored.uri, restored.started_at, restored.counted) == ("spotify:track:B", batches[-1].current, True)
+    assert [e["action"] for e in logs if e["event"] == "store_unavailable_at_start"] == ["continuing the spooled open play"]
