@@ -1,0 +1,71 @@
+"""The README's run command (`demo`) and `simulate`, as a person would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from spotify_logger.redisproc import free_port
+
+from conftest import ROOT
+
+
+def run_cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-m", "spotify_logger", *args], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_demo_records_the_scripted_session(tmp_path: Path) -> None:
+    result = run_cli(["demo", "--seconds", "12"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "throwaway redis-server" in out
+    # 0-8 s: Neon Drive played through; 8-11 s: Paper Planes skipped after 3 s.
+    neon = next(line for line in out.splitlines() if "Neon Drive" in line)
+    paper = next(line for line in out.splitlines() if "Paper Planes" in line)
+    assert " yes " in neon and " no " in paper
+    assert "plays:tracks" in out and "Traceback" not in result.stderr
+
+
+def test_demo_without_redis_server_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:
+    result = run_cli(["demo", "--seconds", "3"], tmp_path, PATH=str(tmp_path))  # no redis-server on PATH
+    assert result.returncode == 0, result.stderr
+    assert "in-memory store" in result.stdout and "Neon Drive" in result.stdout
+
+
+def test_simulate_serves_the_api_and_stops_on_sigint(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spotify_logger", "simulate", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in first
+        lines = [proc.stdout.readline() for _ in range(3)]  # the exports, then the auth command
+        refresh = lines[-1].split("--refresh-token ")[1].strip()
+        token = requests.post(f"http://127.0.0.1:{port}/api/token", timeout=5,
+                              data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                    "client_id": "sim-client"}).json()["access_token"]
+        assert requests.get(f"http://127.0.0.1:{port}/v1/me/player", timeout=5).status_code == 401
+        player = requests.get(f"http://127.0.0.1:{port}/v1/me/player", timeout=5,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert player.status_code == 200 and player.json()["item"]["name"] == "Neon Drive"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+
+
+def test_simulate_with_a_bad_script_is_one_line_and_exit_65(tmp_path: Path) -> None:
+    bad = tmp_path / "script.json"
+    bad.write_text(json.dumps([{"dance": 5}]))
+    result = run_cli(["simulate", "--script", str(bad)], tmp_path)
+    assert result.returncode == 65
+    assert len(result.stderr.strip().splitlines()) == 1 and "script.json" in result.stderr
