@@ -14,24 +14,30 @@ import traceback
 from typing import Mapping, Sequence
 
 from . import __version__, logs
-from .commands import COMMANDS
+from .commands import COMMANDS, load
 from .config import Settings
 from .errors import EX_SOFTWARE, EX_USAGE, SpotifyLoggerError
 
 PROG = "spotify-logger"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser of the command named in argv (or of every command when argv is None);
+    the others are listed by name and help only, so their modules are never imported."""
     parser = argparse.ArgumentParser(prog=PROG, description="Record every Spotify play into Redis.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(sub)
+    wanted = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    for name, (_, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text)
+        if argv is None or name == wanted:
+            load(name).register(command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error

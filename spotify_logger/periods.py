@@ -119,3 +119,11 @@ def period(since: str | None, until: str | None, local: LocalTime, now_ms: int) 
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
         raise BadInput(f"--until {until!r} is not after --since {since!r}")
     return since_ms, until_ms
+
+
+def parse_hours(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", text)
+    if not match or not all(0 <= int(x) <= 24 for x in match.groups()) or match.group(1) == match.group(2):
+        raise BadInput(f"--hours {text!r}: expected START-END local hours, such as 7-12 or 22-2")
+    # 24 may close a window (18-24); as a start it is midnight.
+    return int(match.group(1)) % 24, int(match.group(2))

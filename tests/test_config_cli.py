@@ -107,3 +107,15 @@ def test_to_env_round_trips() -> None:
                                   "SPOTIFY_LOGGER_POLL_INTERVAL": "0.25", "SPOTIFY_LOGGER_MIN_PLAY_MS": "1234"},
                                  isatty=False)
     assert Settings.from_env(original.to_env(), isatty=True) == original
+
+
+def test_the_daemon_does_not_import_other_commands_code() -> None:
+    """`run` stays lean on a Pi: the simulator, importer and stats are never loaded for it."""
+    code = ("import sys; from spotify_logger import cli; from spotify_logger.commands import load; "
+            "cli.build_parser(['run']); load('run'); import spotify_logger.daemon; "
+            "print(sorted(m for m in sys.modules if m.startswith('spotify_logger')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    for heavy in ("spotify_logger.simulator", "spotify_logger.importer", "spotify_logger.stats",
+                  "spotify_logger.commands.demo", "spotify_logger.authflow"):
+        assert f"'{heavy}'" not in loaded
+    assert "'spotify_logger.daemon'" in loaded

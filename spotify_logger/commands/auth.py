@@ -24,8 +24,7 @@ from ..tokenstore import REFRESH_TOKEN_LIFETIME_S, Tokens, TokenStore
 DEFAULT_TIMEOUT_S = 600.0
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("auth", help="authorize spotify-logger with your Spotify account")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-browser", action="store_true",
                    help="do not open a browser: print the URL, then paste the redirected address (or code)")
     p.add_argument("--scope", action="append", metavar="SCOPES",

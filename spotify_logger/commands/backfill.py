@@ -12,8 +12,7 @@ from ..daemon import Parts
 from ..errors import EX_OK
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("backfill", help="add the plays from recently-played that Redis is missing (safe to repeat)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=handle)
 

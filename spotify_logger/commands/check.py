@@ -11,8 +11,7 @@ from ..errors import EX_DATAERR, EX_OK
 from ..store import connect
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("check", help="verify the index, counters and play overlaps (exit 65 when something is wrong)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair", action="store_true",
                    help="rebuild listening:index and the plays:* counters from the play hashes, then check again")
     p.add_argument("--json", action="store_true", help="machine-readable output")

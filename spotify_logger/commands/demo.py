@@ -23,8 +23,7 @@ from ..tokenstore import Tokens, TokenStore
 from ..tracker import PlayTracker
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("demo", help="record a ~60 s scripted session from the built-in simulator and show it")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop early (default: the whole script)")
     p.set_defaults(handler=handle)
 

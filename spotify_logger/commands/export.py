@@ -13,8 +13,7 @@ from ..periods import LocalTime, period
 from ..store import connect
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("export", help="write every play as CSV or JSON Lines (streamed, constant memory)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
     p.add_argument("--since", help="7d, 12h, 2w, today, 2026-01-01 or 2026-01-01T08:00 (local time)")
     p.add_argument("--until", help="same forms; a date includes that whole day")

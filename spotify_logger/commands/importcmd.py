@@ -19,8 +19,7 @@ from ..importer.sources import resolve
 from ..store import connect
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("import", help="import Spotify's history export (files, folders or the .zip); safe to repeat")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="Streaming_History_Audio_*.json, endsong_*.json, StreamingHistory*.json, a folder or a .zip")
     p.add_argument("--dry-run", action="store_true", help="print what would be imported, write nothing")

@@ -17,15 +17,13 @@ from .. import playlist
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
-from ..periods import LocalTime, period
+from ..periods import LocalTime, parse_hours, period
 from ..store import connect
-from .stats import _hours as parse_hours  # the one --hours parser, shared with `stats top`
 
 DEFAULT_NAME = "Top 10 this week"
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("playlist", help="write the most played tracks of a period to a Spotify playlist")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=DEFAULT_NAME, help=f"the playlist; created on first use (default: {DEFAULT_NAME!r})")
     p.add_argument("--since", default="7d", help="7d, 12h, 2w, today, yesterday, 2026-01-01 or 2026-01-01T08:00 "
                                                  "(local time; default 7d)")

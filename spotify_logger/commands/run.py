@@ -6,8 +6,7 @@ from .. import daemon
 from ..config import Settings
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("run", help="poll Spotify and record plays (the daemon)")
+def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handle)
 
 

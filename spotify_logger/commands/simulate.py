@@ -12,8 +12,7 @@ from ..simulator import Script, SpotifySimulator
 from ..simulator.demo_script import demo_script
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("simulate", help="run the built-in Spotify Web API simulator on 127.0.0.1")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--script", type=Path, help="a JSON timeline (default: the demo session, looped)")
     p.add_argument("--client-id", default="sim-client")

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from typing import Any
 
 from .. import stats
 from ..config import Settings
-from ..errors import EX_OK, BadInput
-from ..periods import LocalTime, day_date, period
+from ..errors import EX_OK
+from ..periods import LocalTime, day_date, parse_hours, period
 from ..store import connect
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _BAR = 40
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(p: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--since", help="7d, 12h, 2w, today, yesterday, 2026-01-01 or 2026-01-01T08:00 (local time)")
     common.add_argument("--until", help="same forms; a date includes that whole day (default: now)")
     common.add_argument("--tz", help="IANA time zone for days and hours (default: the system's, or TZ)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    p = sub.add_parser("stats", help="top lists, play counts, listening hours, days and streaks")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     top = what.add_parser("top", parents=[common], help="most played tracks, artists or albums")
     top.add_argument("kind", choices=stats.KINDS)
@@ -47,7 +45,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     head = {"since": since_ms, "until": until_ms, "tz": local.name}
     label = _period_label(since_ms, until_ms, local)
     if args.what == "top":
-        hours = _hours(args.hours) if args.hours else None
+        hours = parse_hours(args.hours) if args.hours else None
         rows = stats.top(client, args.kind, since_ms, until_ms, limit=args.limit, hours=hours, local=local)
         _out(args, {**head, "kind": args.kind, "hours": hours, "rows": [r.as_dict() for r in rows]},
              lambda: _render_top(args.kind, rows, label))
@@ -141,14 +139,6 @@ def _duration(ms: int) -> str:
     if minutes >= 60:
         return f"{minutes // 60}h {minutes % 60:02d}m"
     return f"{minutes}m {ms // 1000 % 60:02d}s"
-
-
-def _hours(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", text)
-    if not match or not all(0 <= int(x) <= 24 for x in match.groups()) or match.group(1) == match.group(2):
-        raise BadInput(f"--hours {text!r}: expected START-END local hours, such as 7-12 or 22-2")
-    # 24 may close a window (18-24); as a start it is midnight.
-    return int(match.group(1)) % 24, int(match.group(2))
 
 
 def _positive(raw: str) -> int:

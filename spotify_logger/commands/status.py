@@ -10,8 +10,7 @@ from ..errors import EX_OK, EX_UNAVAILABLE
 from ..health import Health, gather
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("status", help="show token, poller, Redis and rate-limit health (exit 69 when unhealthy)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=handle)
 

@@ -17,6 +17,8 @@ App = Callable[[Request], "Response | None"]
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Small responses must not wait ~40 ms for Nagle's algorithm to give up on coalescing them.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive, so a requests.Session reuses connections
     timeout = 30  # idle keep-alive connections give their thread back eventually
     server: HttpServer

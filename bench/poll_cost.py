@@ -1,0 +1,191 @@
+"""CPU per poll and RSS of the poller process, against the simulator and a real redis-server.
+
+The poller runs in its own process, so its CPU time (utime + stime from /proc/<pid>/stat, all
+its threads) leaves out the simulator, which runs here. Two modes:
+
+  daemon (default)  the real `python -m spotify_logger run`, with the poll interval set tiny
+                    (1 ms) so that it polls back to back; polls are counted at the simulator.
+  loop              a child that calls Poller.poll_once N times (no sleeps); with --profile it
+                    prints the cProfile top of the hot path.
+
+The simulator loops through realistic tracks, each `--track-ms` long, so that about one poll in
+nine sees a new play, as with smart polling at real track lengths (~9 polls per 3.5 min track).
+
+    python bench/poll_cost.py                     # 10k polls, the real daemon
+    python bench/poll_cost.py --polls 50000       # a longer run: does RSS stay flat?
+    python bench/poll_cost.py --mode loop --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import _common as common
+
+if TYPE_CHECKING:
+    from spotify_logger.simulator import SpotifySimulator
+
+PLAYER = "/v1/me/player"
+WARMUP_POLLS = 300
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--polls", type=int, default=10_000, help="polls measured after the warm-up (default 10000)")
+    p.add_argument("--mode", choices=("daemon", "loop"), default="daemon")
+    p.add_argument("--track-ms", type=int, default=40, help="simulated play length (default 40 ms)")
+    p.add_argument("--profile", action="store_true", help="loop mode: print the cProfile top 25 (cumulative, own time)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return _child(Path(args.child), args.polls, args.profile)
+    from spotify_logger.simulator import Play, Script, SpotifySimulator
+
+    print(f"machine: {common.machine()}")
+    with common.temp_dir("poll") as tmp:
+        server = common.start_redis(Path(tmp) / "redis")
+        script = Script(tuple(Play(item, args.track_ms) for item in common.realistic_items(200)), loop=True)
+        try:
+            with SpotifySimulator(script, access_token_ttl_s=86_400) as sim:
+                settings = common.settings_for(
+                    sim, server.url, Path(tmp) / "state", poll_interval=0.001, max_poll_interval=0.001,
+                    min_play_ms=args.track_ms // 2, end_grace_s=5.0, reconcile_interval_s=86_400.0,
+                )
+                if args.mode == "daemon":
+                    result = _measure_daemon(sim, settings, args.polls)
+                else:
+                    result = _measure_loop(settings, Path(tmp), args.polls, args.profile)
+            result["redis_server"] = common.redis_version(server.client())
+        finally:
+            server.stop(save=False)
+    _report(args, result)
+    return 0
+
+
+def _measure_daemon(sim: "SpotifySimulator", settings: object, polls: int) -> dict[str, Any]:
+    env = common.env_for(settings)  # type: ignore[arg-type]
+    proc = subprocess.Popen([sys.executable, "-m", "spotify_logger", "run"], env=env, cwd=common.ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(proc.stderr or ()), daemon=True)
+    drain.start()
+    count = lambda: len(sim.requests_to(PLAYER))  # noqa: E731
+    try:
+        rss_first = _wait_polls(proc, count, 1, errors)
+        rss_first = common.rss_mb(proc.pid)
+        _wait_polls(proc, count, WARMUP_POLLS, errors)
+        polls0, cpu0, rss0, t0 = count(), common.cpu_seconds(proc.pid), common.rss_mb(proc.pid), time.monotonic()
+        peak, trail = rss0, []
+        while (done := count() - polls0) < polls:
+            _check_alive(proc, errors)
+            time.sleep(0.05)
+            peak = max(peak, common.rss_mb(proc.pid))
+            if done >= (len(trail) + 1) * polls / 5:
+                trail.append(common.rss_mb(proc.pid))
+        polls1, cpu1, rss1, t1 = count(), common.cpu_seconds(proc.pid), common.rss_mb(proc.pid), time.monotonic()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    done = polls1 - polls0
+    return {"polls": done, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / done, "polls_per_s": done / (t1 - t0),
+            "rss_first_mb": rss_first, "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_peak_mb": peak,
+            "rss_trail_mb": trail}
+
+
+def _wait_polls(proc: subprocess.Popen[str], count: object, n: int, errors: list[str]) -> float:
+    deadline = time.monotonic() + 60
+    while count() < n:  # type: ignore[operator]
+        _check_alive(proc, errors)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the poller made no {n} polls within 60 s:\n" + "".join(errors[-20:]))
+        time.sleep(0.01)
+    return common.rss_mb(proc.pid)
+
+
+def _check_alive(proc: subprocess.Popen[str], errors: list[str]) -> None:
+    if proc.poll() is not None:
+        raise SystemExit(f"the poller exited with code {proc.returncode}:\n" + "".join(errors[-20:]))
+
+
+def _measure_loop(settings: object, tmp: Path, polls: int, profile: bool) -> dict[str, Any]:
+    config = tmp / "child.json"
+    config.write_text(json.dumps(common.env_for(settings)))  # type: ignore[arg-type]
+    cmd = [sys.executable, __file__, "--child", str(config), "--polls", str(polls)] + (["--profile"] if profile else [])
+    out = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the child failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    lines = out.stdout.splitlines()
+    result: dict[str, Any] = json.loads(lines[-1])
+    if profile:
+        print("\n".join(lines[:-1]))
+    return result
+
+
+def _child(config: Path, polls: int, profile: bool) -> int:
+    """Runs in the measured process: the real Poller parts, poll_once back to back."""
+    import os
+    import resource
+
+    from spotify_logger.config import Settings
+    from spotify_logger.daemon import Parts
+    from spotify_logger.logs import configure
+    from spotify_logger.loop import Poller
+    from spotify_logger.schedule import Schedule
+    from spotify_logger.tracker import PlayTracker
+
+    env = json.loads(config.read_text())
+    settings = Settings.from_env(env, isatty=False)
+    configure("json", stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    parts = Parts.build(settings)
+    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000))
+    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
+                    stop=parts.stop)
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    poller.poll_once()
+    rss_first = common.rss_mb(os.getpid())
+    for _ in range(WARMUP_POLLS):
+        poller.poll_once()
+    cpu0, rss0, t0 = cpu(), common.rss_mb(os.getpid()), time.monotonic()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    trail = []
+    for done in range(1, polls + 1):
+        poller.poll_once()
+        if done % max(1, polls // 5) == 0:
+            trail.append(common.rss_mb(os.getpid()))
+    if profiler:
+        profiler.disable()
+        for order in ("cumulative", "tottime"):
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats(order).print_stats(25)
+    cpu1, rss1, t1 = cpu(), common.rss_mb(os.getpid()), time.monotonic()
+    print(json.dumps({"polls": polls, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / polls, "polls_per_s": polls / (t1 - t0),
+                      "rss_first_mb": rss_first, "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_peak_mb": max(trail or [rss1]),
+                      "rss_trail_mb": trail}))
+    return 0
+
+
+def _report(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    print(f"mode: {args.mode}{' (cProfile on: CPU figures inflated)' if args.profile else ''}; redis-server {r['redis_server']}")
+    print(f"polls measured: {r['polls']} (after {WARMUP_POLLS} warm-up polls), {r['polls_per_s']:.0f} polls/s")
+    print(f"poller CPU per poll: {r['cpu_ms_per_poll']:.3f} ms   (target <= 1 ms)")
+    print(f"poller RSS: {r['rss_first_mb']:.1f} MB after the first poll, {r['rss_start_mb']:.1f} MB after warm-up, "
+          f"{r['rss_end_mb']:.1f} MB after {r['polls']} more polls (peak {r['rss_peak_mb']:.1f} MB)   (target <= 40 MB, flat)")
+    print("poller RSS every fifth of the run: " + ", ".join(f"{mb:.1f}" for mb in r["rss_trail_mb"]) + " MB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Smart polling rules: Schedule.after_poll / after_failure as pure functions of what a poll saw."""
+
+from __future__ import annotations
+
+import pytest
+
+from spotify_logger.extract import Snapshot
+from spotify_logger.schedule import Schedule
+
+
+def playing(progress_ms: int, duration_ms: int | None = 200_000, *, kind: str = "track",
+            is_playing: bool = True, private: bool = False) -> Snapshot:
+    return Snapshot(kind=kind, uri=f"spotify:{kind}:abc", progress_ms=progress_ms, duration_ms=duration_ms,
+                    is_playing=is_playing, private_session=private)
+
+
+IDLE = Snapshot()
+
+
+@pytest.fixture
+def schedule() -> Schedule:
+    return Schedule(interval=5.0, max_interval=30.0)
+
+
+def test_a_change_polls_at_the_normal_interval(schedule: Schedule) -> None:
+    assert schedule.after_poll(playing(1_000), changed=True) == 5.0
+
+
+def test_a_playing_track_is_polled_near_its_expected_end(schedule: Schedule) -> None:
+    # 12 s left: the next poll lands a fifth of an interval past the end.
+    assert schedule.after_poll(playing(188_000), changed=False) == pytest.approx(13.0)
+
+
+def test_the_gap_while_playing_is_capped_so_skips_are_seen_soon(schedule: Schedule) -> None:
+    assert schedule.after_poll(playing(10_000), changed=False) == 30.0
+    # A one-hour episode: still at most max_interval.
+    assert schedule.after_poll(playing(0, 3_600_000, kind="episode"), changed=False) == 30.0
+
+
+def test_the_near_end_poll_never_comes_sooner_than_the_interval(schedule: Schedule) -> None:
+    assert schedule.after_poll(playing(199_900), changed=False) == 5.0
+    # A progress past the duration (a body that drifted) is "at the end", not a negative delay.
+    assert schedule.after_poll(playing(205_000), changed=False) == 5.0
+
+
+def test_an_unknown_duration_while_playing_uses_the_longest_gap(schedule: Schedule) -> None:
+    assert schedule.after_poll(playing(10_000, None), changed=False) == 30.0
+
+
+def test_idle_backs_off_step_by_step_up_to_the_max(schedule: Schedule) -> None:
+    delays = [schedule.after_poll(IDLE, changed=False) for _ in range(6)]
+    assert delays == [10.0, 20.0, 30.0, 30.0, 30.0, 30.0]
+
+
+def test_the_poll_that_sees_playback_stop_starts_the_backoff_at_the_interval(schedule: Schedule) -> None:
+    schedule.after_poll(playing(1_000), changed=False)
+    assert schedule.after_poll(IDLE, changed=True) == 5.0
+    assert schedule.after_poll(IDLE, changed=False) == 10.0
+
+
+def test_paused_backs_off_and_resuming_goes_back_to_near_end(schedule: Schedule) -> None:
+    paused = playing(60_000, is_playing=False)
+    assert [schedule.after_poll(paused, changed=False) for _ in range(4)] == [10.0, 20.0, 30.0, 30.0]
+    assert schedule.after_poll(playing(195_000), changed=False) == pytest.approx(6.0)
+    # The backoff starts over after playback, instead of resuming at its old step.
+    assert schedule.after_poll(paused, changed=False) == 10.0
+
+
+@pytest.mark.parametrize("snap", [
+    Snapshot(kind="ad", is_playing=True, progress_ms=3_000),
+    playing(5_000, private=True),
+    Snapshot(kind="unknown", is_playing=True, progress_ms=0),
+])
+def test_what_is_never_recorded_is_polled_like_idle(schedule: Schedule, snap: Snapshot) -> None:
+    assert [schedule.after_poll(snap, changed=False) for _ in range(3)] == [10.0, 20.0, 30.0]
+
+
+def test_failures_back_off_and_a_success_resets_them(schedule: Schedule) -> None:
+    assert [schedule.after_failure() for _ in range(4)] == [10.0, 20.0, 30.0, 30.0]
+    schedule.after_poll(playing(1_000), changed=True)
+    assert schedule.after_failure() == 10.0
+
+
+def test_every_delay_stays_within_the_bounds() -> None:
+    schedule = Schedule(interval=0.2, max_interval=1.0)
+    snaps = [playing(p, d) for p in (0, 500, 199_999, 300_000) for d in (None, 1, 200_000)] + [IDLE]
+    for _ in range(40):
+        for snap in snaps:
+            for changed in (True, False):
+                assert 0.2 <= schedule.after_poll(snap, changed) <= 1.0
+        assert 0.2 <= schedule.after_failure() <= 1.0
+
+
+def test_the_slack_scales_with_the_interval() -> None:
+    # Every duration divided by 60 (as bench/api_budget.py runs it) gives every delay divided by 60.
+    full, scaled = Schedule(5.0, 30.0), Schedule(5.0 / 60, 0.5)
+    assert scaled.after_poll(playing(188_000 // 60, 200_000 // 60), False) == pytest.approx(
+        full.after_poll(playing(188_000, 200_000), False) / 60, rel=0.01)
+
+
+@pytest.mark.parametrize("interval, max_interval", [(0.0, 1.0), (2.0, 1.0), (-1.0, 5.0)])
+def test_inconsistent_bounds_are_refused(interval: float, max_interval: float) -> None:
+    with pytest.raises(ValueError):
+        Schedule(interval, max_interval)
