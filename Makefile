@@ -10,7 +10,7 @@ demo:
 
 test:
 	scripts/bootstrap.sh test
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2   # the suite mostly waits on sleeps and sockets: 2 workers halve it
 
 install:
 	scripts/bootstrap.sh

@@ -101,6 +101,12 @@ class Authenticator:
             refresh_token=rotated if isinstance(rotated, str) and rotated else None,
             scope=body.get("scope") if isinstance(body.get("scope"), str) else None, now=now,
         )
+        if self.store.file_id() != self._file_id:
+            # `spotify-logger auth` replaced the file while this refresh was in flight: the new
+            # grant wins. Use this access token (it is valid) but never save the old grant over it.
+            self._tokens = None
+            log.info("token_file_replaced_during_refresh")
+            return access
         # Durable first (atomic replace + fsync): if this raises, the new access token is never used.
         self.store.save(updated)
         self._tokens, self._file_id = updated, self.store.file_id()

@@ -26,24 +26,28 @@ log = get_logger(__name__)
 
 DEFAULT_RETRY_AFTER_S = 5.0
 LONG_PENALTY_S = 600.0
+MAX_RETRY_AFTER_S = 86_400.0
 
 
 def parse_retry_after(value: str | None, now: float) -> float:
-    """Seconds to wait: Retry-After is delta-seconds or an HTTP-date (RFC 9110)."""
+    """Seconds to wait: Retry-After is delta-seconds or an HTTP-date (RFC 9110), capped at a
+    day so that an absurd header (1e400, inf) cannot overflow a deadline and crash the poller."""
     if not value:
         return DEFAULT_RETRY_AFTER_S
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return DEFAULT_RETRY_AFTER_S
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    if math.isnan(seconds):
         return DEFAULT_RETRY_AFTER_S
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 class Cooldown:

@@ -93,6 +93,12 @@ class StoreUnavailable(SpotifyLoggerError):
     exit_code = EX_TEMPFAIL
 
 
+class StateDirFull(SpotifyLoggerError):
+    """The state dir's disk is full: a restart after some space is freed can carry on."""
+
+    exit_code = EX_TEMPFAIL
+
+
 class BadInput(SpotifyLoggerError):
     """A file or argument the user gave cannot be used."""
 

@@ -34,9 +34,16 @@ for i, w in ipairs(writes) do
   end
   if apply then
     local was = redis.call('HGET', key, 'counted')
+    local heard = tonumber(redis.call('HGET', key, 'ms_played') or '0')
     redis.call('HSET', key, unpack(w.f))
     redis.call('ZADD', KEYS[1], tonumber(w.s), w.s)
+    -- Listening time only grows: a restart that rebuilt less of the play cannot shrink it.
+    if tonumber(redis.call('HGET', key, 'ms_played') or '0') < heard then
+      redis.call('HSET', key, 'ms_played', heard)
+    end
     if w.c == 1 and was ~= '1' then
+      -- counted is set here too, so the bump happens once even if the write omitted the field.
+      redis.call('HSET', key, 'counted', '1')
       redis.call('ZINCRBY', KEYS[3], 1, w.u)
       for _, artist in ipairs(w.a) do redis.call('ZINCRBY', KEYS[4], 1, artist) end
     end

@@ -6,6 +6,7 @@ refresh tokens 6 months after that, so the age is what `status` and the poller w
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ConfigError, TokenFileInsecure, TokenMissing
+from .errors import ConfigError, StateDirFull, TokenFileInsecure, TokenMissing
 from .fsutil import atomic_write
 
 REFRESH_TOKEN_LIFETIME_S = 182 * 86400   # Spotify: 6 months after authorization
@@ -106,9 +107,12 @@ class TokenStore:
         try:
             atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"), mode=0o600)
         except OSError as exc:
-            # Config, not temporary: a refresh token that cannot be kept may be spent already.
-            raise ConfigError(f"cannot write the token file {self.path}: {exc.strerror or exc} "
-                              "(check SPOTIFY_LOGGER_STATE_DIR, its permissions and free space)") from None
+            message = f"cannot write the token file {self.path}: {exc.strerror or exc}"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Worth a restart later; if the lost answer had rotated the token, the restart
+                # meets invalid_grant and says so (exit 78) instead of guessing here.
+                raise StateDirFull(f"{message}: free some space") from None
+            raise ConfigError(f"{message} (check SPOTIFY_LOGGER_STATE_DIR and its permissions)") from None
 
 
 def _float_or_none(value: object) -> float | None:

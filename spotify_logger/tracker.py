@@ -34,6 +34,7 @@ class OpenPlay:
     duration_ms: int | None
     item: dict[str, Any] = field(default_factory=dict)
     stopped_seen_at: int | None = None
+    in_private_session: bool = False
     written: dict[str, RedisValue] = field(default_factory=dict)
 
     @classmethod
@@ -68,9 +69,13 @@ class PlayTracker:
         self.end_grace_ms = end_grace_ms
         self.open: OpenPlay | None = restored
         self._last_poll_at: int | None = restored.last_seen_at if restored else None
-        self._floor = 0  # a new play may not start before a play closed by the grace rule ended
+        self._floor = 0  # a new play may not start before the last finished play ended
 
     def observe(self, snap: Snapshot, now_ms: int) -> Batch:
+        # Time never runs backwards here, even when the wall clock steps back (NTP): the store
+        # would take the earlier timestamps for stale replays and drop them.
+        if self._last_poll_at is not None:
+            now_ms = max(now_ms, self._last_poll_at)
         prev_poll, self._last_poll_at = self._last_poll_at, now_ms
         writes: list[PlayWrite] = []
         if snap.recordable:
@@ -90,7 +95,9 @@ class PlayTracker:
         started_at = max(now - progress, self._floor)
         if op is not None:
             started_at = max(started_at, op.started_at + 1)
-            writes.extend(self._finish(op, ended_at=started_at))
+            # Out of a private session, the old play ended where we last saw it, not where the
+            # next began: the time between was private.
+            writes.extend(self._finish(op, ended_at=op.last_seen_at if op.in_private_session else started_at))
         bound = now - prev_poll if prev_poll is not None else (progress if snap.is_playing else 0)
         self.open = OpenPlay(
             started_at=started_at, last_seen_at=now, progress_ms=progress,
@@ -103,16 +110,21 @@ class PlayTracker:
         """Nothing recordable is loaded: 204, an ad, a private session, an unknown item."""
         op = self.open
         assert op is not None
-        if snap.kind is not None and snap.is_playing:
-            # Something else is playing now (ad, private session): the play ended when it began.
-            ended_at = max(op.started_at, now - (snap.progress_ms or 0))
+        if snap.private_session:
+            # A private session pauses the open play as far as the log goes: nothing heard in it
+            # is credited, and if the same item carries on afterwards, it is still one listen.
+            op.playing = False
+            op.in_private_session = True
+        elif snap.kind is not None and snap.is_playing:
+            # An ad or an unknown item plays: the play ended when it began, and not before we
+            # last saw the play itself.
+            ended_at = min(now, max(op.last_seen_at, now - (snap.progress_ms or 0)))
             writes.extend(self._finish(op, ended_at=ended_at))
             return
         if op.stopped_seen_at is None:
             op.stopped_seen_at = now
         if now - op.last_playing_at > self.end_grace_ms:
             writes.extend(self._finish(op, ended_at=self._natural_end(op)))
-            self._floor = op.last_seen_at + 1
 
     def _started_over(self, op: OpenPlay, progress: int, now: int) -> bool:
         went_back = progress < op.progress_ms - _JITTER_MS
@@ -122,9 +134,11 @@ class PlayTracker:
     def _advance(self, op: OpenPlay, snap: Snapshot, now: int) -> None:
         progress = snap.progress_ms or 0
         delta = progress - op.progress_ms
-        # Bounded by wall-clock time so that a seek forward is not counted as listening.
-        if delta > 0 and (op.playing or snap.is_playing):
+        # Bounded by wall-clock time so that a seek forward is not counted as listening. Coming
+        # out of a private session, the progress made in it is not listening we may record.
+        if delta > 0 and (op.playing or snap.is_playing) and not op.in_private_session:
             op.ms_played += min(delta, max(0, now - op.last_seen_at))
+        op.in_private_session = False
         op.progress_ms = progress
         op.last_seen_at = now
         op.playing = snap.is_playing
@@ -149,6 +163,8 @@ class PlayTracker:
             op.ms_played += max(0, min(ended_at - op.last_seen_at, remaining))
         op.playing = False
         self.open = None
+        # Keys stay unique and plays of one item never overlap, whatever the next play's progress says.
+        self._floor = max(self._floor, ended_at + 1)
         return self._write(op, ended_at=ended_at)
 
     def _write(self, op: OpenPlay, *, ended_at: int | None = None) -> list[PlayWrite]:

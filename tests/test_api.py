@@ -181,3 +181,11 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("-3", now) == 0.0
 
 
+
+
+@pytest.mark.parametrize("header", ["999999999999", "inf", "1e400", "nan", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_an_absurd_retry_after_is_capped_not_a_crash(header: str) -> None:
+    seconds = parse_retry_after(header, 1_700_000_000.0)
+    assert 0 <= seconds <= 86_400
+    cooldown = Cooldown(clock=lambda: 1_700_000_000.0)
+    assert cooldown.start(seconds) <= 1_700_000_000.0 + 86_400

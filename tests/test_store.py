@@ -125,3 +125,39 @@ def test_unicode_names_and_artists_round_trip(real_redis: Any) -> None:
 def test_batch_json_round_trip() -> None:
     batch = session_batches(seed=4, polls=50)[-1]
     assert Batch.from_json(batch.to_json()) == batch
+
+
+def test_listening_time_never_shrinks(fake_redis: Any) -> None:
+    store = Store(fake_redis)
+    store.apply(Batch(polled_at=T0, writes=(PlayWrite(T0, {"last_seen_at": T0, "ms_played": 100_000}, URIS[0]),)))
+    store.apply(Batch(polled_at=T0 + 1, writes=(PlayWrite(T0, {"last_seen_at": T0 + 1, "ms_played": 25_000}, URIS[0]),)))
+    assert fake_redis.hget(keys.play_key(T0), "ms_played") == "100000"
+
+
+def test_a_counted_write_without_the_field_still_counts_once(fake_redis: Any) -> None:
+    """The tracker sends only changed fields; a bump must pin counted=1 itself, or every later
+    write of the play would bump the counters again."""
+    store = Store(fake_redis)
+    for i in range(3):
+        store.apply(Batch(polled_at=T0 + i, writes=(
+            PlayWrite(T0, {"last_seen_at": T0 + i, "uri": URIS[0]}, URIS[0], ("X",), counted=True),)))
+    assert fake_redis.hget(keys.play_key(T0), "counted") == "1"
+    assert fake_redis.zscore(keys.TRACK_COUNTS, URIS[0]) == 1 and fake_redis.zscore(keys.ARTIST_COUNTS, "X") == 1
+
+
+def test_a_clock_step_back_counts_once(client: Any) -> None:
+    store = Store(client)
+    tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=300_000)
+
+    def body(progress: int) -> Snapshot:
+        return Snapshot(kind="track", uri=URIS[0], name="n", artists=("X",), duration_ms=300_000,
+                        progress_ms=progress, is_playing=True)
+
+    store.apply(tracker.observe(body(0), T0))
+    store.apply(tracker.observe(body(10_000), T0 + 10_000))
+    back = T0 + 10_000 - 60_000
+    for i in range(1, 12):
+        store.apply(tracker.observe(body(10_000 + 10_000 * i), back + 10_000 * i))
+    assert client.hget(keys.play_key(T0), "counted") == "1"
+    assert_counter_invariant(client)
+    assert client.zscore(keys.TRACK_COUNTS, URIS[0]) == 1

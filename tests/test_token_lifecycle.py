@@ -312,3 +312,35 @@ def test_concurrent_refreshes_across_processes_spend_a_rotating_token_once(
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], [err for _, err in results]
     assert sim.issued_access_tokens == 1
     assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1   # one token, adopted by all
+
+
+def test_a_reauthorization_during_a_refresh_is_never_overwritten(tmp_path: Path) -> None:
+    """`auth` replaces the token file while the poller's refresh request is in flight: the new
+    grant must survive, not be overwritten by the answer built on the old one."""
+    settings = Settings(client_id="cid", state_dir=tmp_path)
+    store = TokenStore(settings.token_file)
+    store.save(Tokens(refresh_token="OLD-GRANT", access_token="a", expires_at=0, authorized_at=time.time()))
+
+    class Answer:
+        status_code = 200
+
+        def json(self) -> dict[str, Any]:
+            return {"access_token": "new-access", "expires_in": 3600, "refresh_token": "OLD-ROTATED"}
+
+    class ReauthorizingSession:
+        def post(self, *args: Any, **kwargs: Any) -> Answer:
+            TokenStore(store.path).save(Tokens(refresh_token="NEW-GRANT", authorized_at=time.time()))
+            return Answer()
+
+    auth = Authenticator(settings, store, ReauthorizingSession())  # type: ignore[arg-type]
+    assert auth.access_token() == "new-access"
+    assert json.loads(settings.token_file.read_text())["refresh_token"] == "NEW-GRANT"
+    assert auth.tokens.refresh_token == "NEW-GRANT"
+
+
+def test_a_temp_file_left_by_a_power_cut_does_not_block_saves(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "token.json")
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (tmp_path / f".token.json.{pid}.tmp").write_text("torn")
+    store.save(Tokens(refresh_token="r"))
+    assert store.load().refresh_token == "r"

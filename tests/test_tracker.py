@@ -185,3 +185,41 @@ def test_open_play_hash_is_marked_playing_and_finished_play_is_not() -> None:
     _, store = run([(10_000, snap(B, 0))], store=store, tracker=PlayTracker(min_play_ms=1, end_grace_ms=1,
                    restored=OpenPlay.from_hash(T0, {k: str(v) for k, v in store.plays[T0].items()})))
     assert store.plays[T0]["playing"] == "0" and store.plays[T0]["ended_at"] == T0 + 10_000
+
+
+def test_a_private_session_mid_track_is_a_pause_and_its_span_is_not_credited() -> None:
+    """Toggling a private session on and off mid-track: still one listen of the item, counted
+    once, and none of the progress made while private is recorded as heard."""
+    private = dataclasses.replace(snap(A, 70_000), private_session=True, kind="track", uri=None)
+    obs = every(0, 60_001, 10_000, lambda t: snap(A, t)) + [(70_000, private)]
+    obs += every(110_000, 160_001, 10_000, lambda t: snap(A, t))
+    _, store = run(obs)
+    assert list(store.plays) == [T0] and store.counts == {A: 1}
+    assert store.plays[T0]["ms_played"] == 60_000 + 50_000
+
+
+def test_private_session_then_another_item_ends_the_play_where_it_was_last_seen() -> None:
+    private = dataclasses.replace(snap(B, 5_000), private_session=True, uri=None)
+    obs = every(0, 40_001, 10_000, lambda t: snap(A, t)) + [(50_000, private), (60_000, private)]
+    obs += [(70_000, snap(B, 1_000))]
+    _, store = run(obs)
+    assert store.plays[T0]["ended_at"] == T0 + 40_000 and store.plays[T0]["ms_played"] == 40_000
+    assert min(k for k in store.plays if k != T0) > T0 + 40_000
+
+
+def test_an_ad_with_a_large_progress_cannot_make_plays_overlap_or_share_a_key() -> None:
+    ad = Snapshot(kind="ad", progress_ms=55_000, is_playing=True)
+    obs = every(0, 40_001, 10_000, lambda t: snap(A, t)) + [(45_000, ad), (50_000, snap(A, 48_000))]
+    _, store = run(obs)
+    first, second = sorted(store.plays)
+    assert first == T0 and store.plays[T0]["ended_at"] == T0 + 40_000
+    assert second > T0 + 40_000
+
+
+def test_a_wall_clock_step_back_neither_stalls_nor_rewinds_the_play() -> None:
+    tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=60_000)
+    batches = [tracker.observe(snap(A, 0), T0), tracker.observe(snap(A, 10_000), T0 + 10_000)]
+    back = T0 + 10_000 - 60_000  # NTP steps the clock back 60 s
+    batches += [tracker.observe(snap(A, 10_000 + 10_000 * i), back + 10_000 * i) for i in range(1, 4)]
+    seen = [w.fields["last_seen_at"] for b in batches for w in b.writes]
+    assert seen == sorted(seen), "last_seen_at must never go back, or the store drops the writes as stale"

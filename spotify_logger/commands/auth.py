@@ -44,7 +44,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     tokens = authorize(settings, request, stdin=sys.stdin, out=sys.stdout, notes=sys.stderr,
                        timeout_s=args.timeout, open_browser=not args.no_browser)
     store = TokenStore(settings.token_file)
-    store.save(tokens)
+    with store.refresh_lock():  # never between a running poller's refresh and its save
+        store.save(tokens)
     _report(tokens, request, store, sys.stdout)
     return 0
 
@@ -103,7 +104,8 @@ def _store_refresh_token(raw: str, settings: Settings) -> int:
         raise BadInput("--refresh-token must be a single token with no spaces")
     store = TokenStore(settings.token_file)
     # When it was authorized is unknown, so authorized_at stays empty rather than guessed.
-    store.save(Tokens(refresh_token=token, refreshed_at=None, authorized_at=None))
+    with store.refresh_lock():
+        store.save(Tokens(refresh_token=token, refreshed_at=None, authorized_at=None))
     print(f"stored the refresh token in {store.path} (mode 0600); when it is first used, spotify-logger refreshes it")
     print("its age is unknown, so `status` cannot warn before it expires: prefer `spotify-logger auth`",
           file=sys.stderr)
