@@ -26,7 +26,7 @@ from .store import translate_redis_errors
 T = TypeVar("T")
 SHOWN = 10   # problems listed per kind; the rest are counted
 _SCAN = 1000
-_FIELDS = ("uri", "counted", "artists", "ended_at", "last_seen_at", "ms_played", "source")
+_FIELDS = ("uri", "counted", "artists", "ended_at", "last_seen_at", "ms_played", "source", "duration_ms")
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _check_index(client: "redis.Redis[str]", report: Report) -> None:
             if uri is None:
                 continue
             start = int(member)
-            end, precision = play_end(start, fields), precision_ms(uri, fields.get("source"))
+            end, precision = play_end(start, fields), precision_ms(uri, fields.get("source"), _int_or_none(fields.get("duration_ms")))
             before = last.get(uri)
             if before is not None:
                 shared = overlap_ms(before[0], before[1], start, end)
@@ -201,3 +201,7 @@ def _scan_play_keys(client: "redis.Redis[str]") -> Iterator[list[str]]:
 def _parts(items: list[T], size: int = 5000) -> Iterator[list[T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() else None

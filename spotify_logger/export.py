@@ -24,7 +24,7 @@ from .playscan import scan_plays
 FORMATS = ("csv", "jsonl")
 COLUMNS: tuple[str, ...] = keys.PLAY_FIELDS if keys.PLAY_FIELDS[0] == "started_at" else ("started_at", *keys.PLAY_FIELDS)
 _INTS = {"started_at", "last_seen_at", "ended_at", "ms_played", "progress_ms", "duration_ms", "device_volume",
-         "confirmed_at"}
+         "confirmed_at", "import_ts"}
 _BOOLS = {"explicit", "is_local", "shuffle_state", "playing", "counted", "shuffle", "skipped", "offline",
           "incognito_mode"}
 _LISTS = {"artists", "artist_ids"}

@@ -23,7 +23,7 @@ PLAY_FIELDS: tuple[str, ...] = (
     "type", "uri", "id", "name", "artists", "artist_ids", "album", "album_id", "show",
     "explicit", "is_local", "context_type", "context_uri", "device_name", "device_type",
     "device_volume", "shuffle_state", "repeat_state", "playing", "counted", "source",
-    "confirmed_at",
+    "confirmed_at", "import_ts",  # backfill's confirmation, and import's: never the other's
     # Extra fields a Spotify data-export import keeps when the record has them.
     "platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode",
 )

@@ -1,13 +1,19 @@
-"""When two plays are the same stretch of listening: shared by `import` (matching) and `check`.
+"""When two plays are the same stretch of listening: shared by `import`, backfill and `check`.
 
 A play's interval is [started_at, end]. Imported plays carry the export's rounding: the extended
 history's `ts` has 1 s precision, the account-data `endTime` 1 min. Two intervals that share no
 more than that precision are neighbours (back-to-back plays of one track), not one play.
+
+A recently-played `played_at` is vaguer: anywhere from the play's start to a minute or more
+after its end. So a play backfill created, stored as [played_at - duration, played_at], may sit
+a whole duration away from where it was heard, and anything matched against a `played_at` uses
+the generous `feed_window` with an order-preserving one-to-one pairing (`align_in_order`)
+instead of interval overlap.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 # Account-data records have no uri; the importer gives them one under this prefix (see
 # importer/records.py), built from the artist and track names, so the same song adds up.
@@ -18,13 +24,21 @@ ACCOUNT_PRECISION_MS = 60_000
 # Poller and backfill plays: the tracker never overlaps plays, but a play's polled end can be a
 # request's latency late, and an export ts is rounded to the second: together under 2 s.
 BASE_TOLERANCE_MS = 2_000
+# How far a played_at may lie outside [started_at, end + duration] of the play it reports.
+MATCH_SLACK_MS = 120_000
+# Spotify's recently-played lists only plays heard for longer than this.
+FEED_MIN_PLAY_MS = 30_000
 
 
 def is_pseudo_uri(uri: str) -> bool:
     return uri.startswith(PSEUDO_URI_PREFIX)
 
 
-def precision_ms(uri: str, source: str | None) -> int:
+def precision_ms(uri: str, source: str | None, duration_ms: int | None = None) -> int:
+    if source == "recently_played" and duration_ms is not None:
+        # Its interval is estimated from a played_at that may sit anywhere in the listen, so it
+        # may be off by a whole track (plus the feed's slack) without being another play.
+        return duration_ms + MATCH_SLACK_MS
     if is_pseudo_uri(uri):
         return ACCOUNT_PRECISION_MS
     if source == "import":
@@ -47,6 +61,51 @@ def overlap_ms(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
 
 def tolerance_ms(a_precision: int, b_precision: int) -> int:
     return max(BASE_TOLERANCE_MS, a_precision, b_precision)
+
+
+def feed_window(started_at: int, end: int, duration_ms: int) -> tuple[int, int]:
+    """Where a played_at of the play [started_at, end] may lie; for a play backfill created,
+    also where the end of the same listening may lie (its played_at is that play's `end`)."""
+    return started_at - MATCH_SLACK_MS, end + duration_ms + MATCH_SLACK_MS
+
+
+Weight = Sequence[int]
+
+
+def align_in_order(n: int, m: int, fits: Callable[[int, int], bool],
+                   weight: Callable[[int, int], Weight]) -> list[tuple[int, int]]:
+    """Order-preserving one-to-one pairing of n items with m plays, both in time order.
+
+    Best is the most pairs, then the greatest total weight (tuples, compared in order). Order
+    matters because the windows are wide: a plain nearest-first greedy lets one item steal its
+    neighbour's play when a played_at drifts toward the play's start.
+    """
+    size = len(weight(0, 0)) if n and m else 0
+    zero = (0,) * (size + 1)
+
+    def paired(i: int, j: int) -> tuple[int, ...]:
+        rest = best[i + 1][j + 1]
+        return (rest[0] + 1, *(a + b for a, b in zip(rest[1:], weight(i, j))))
+
+    # best[i][j]: the score of pairing items[i:] with plays[j:]: (pairs, *summed weights).
+    best = [[zero] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            options = [best[i + 1][j], best[i][j + 1]]
+            if fits(i, j):
+                options.append(paired(i, j))
+            best[i][j] = max(options)
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    while i < n and j < m:
+        if fits(i, j) and paired(i, j) == best[i][j]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] == best[i][j]:
+            i += 1
+        else:
+            j += 1
+    return pairs
 
 
 def _int(raw: str | None) -> int | None:

@@ -7,7 +7,9 @@ stored plays are paired one-to-one, in time order, by a small alignment (most pa
 pairs on counted plays, then the nearest ends), so two back-to-back plays of one track stay two.
 
 A pair records `confirmed_at` = the item's played_at on the play. A later pass binds that item
-to that play again before anything else, which makes every pass after the first a no-op.
+to that play again before anything else, which makes every pass after the first a no-op. Only
+backfill writes `confirmed_at` (an import's confirmation is `import_ts`), so a play is bound
+here exactly when an item of this feed confirmed it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .batch import PlayWrite
 from .extract import dict_get, extract, iso_to_ms, redis_convert
+from .overlap import MATCH_SLACK_MS, align_in_order, feed_window
 
-MATCH_SLACK_MS = 120_000  # the issue's 2 minutes either side of a stored play
+__all__ = ["MATCH_SLACK_MS", "Outcome", "RecentItem", "StoredPlay", "align", "new_play", "parse_item",
+           "parse_played_at", "reconcile"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class StoredPlay:
 
     def window(self) -> tuple[int, int]:
         """Where an item of this play may say it was played."""
-        return self.started_at - MATCH_SLACK_MS, self.end + self.duration_ms + MATCH_SLACK_MS
+        return feed_window(self.started_at, self.end, self.duration_ms)
 
 
 @dataclass
@@ -139,32 +143,15 @@ def align(items: Sequence[RecentItem], plays: Sequence[StoredPlay]) -> list[tupl
     total distance between played_at and the play's end. A plain nearest-first greedy would
     let one item steal the neighbour's play when played_at drifts toward a play's start.
     """
-    n, m = len(items), len(plays)
-    # best[i][j]: score of pairing items[i:] with plays[j:]; scores are (pairs, counted, -distance).
-    best = [[(0, 0, 0)] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            options = [best[i + 1][j], best[i][j + 1]]
-            low, high = plays[j].window()
-            if low <= items[i].played_at <= high:
-                p, c, d = best[i + 1][j + 1]
-                options.append((p + 1, c + plays[j].counted, d - abs(items[i].played_at - plays[j].end)))
-            best[i][j] = max(options)
-    pairs: list[tuple[RecentItem, StoredPlay]] = []
-    i = j = 0
-    while i < n and j < m:
+
+    def fits(i: int, j: int) -> bool:
         low, high = plays[j].window()
-        if low <= items[i].played_at <= high:
-            p, c, d = best[i + 1][j + 1]
-            if (p + 1, c + plays[j].counted, d - abs(items[i].played_at - plays[j].end)) == best[i][j]:
-                pairs.append((items[i], plays[j]))
-                i, j = i + 1, j + 1
-                continue
-        if best[i + 1][j] == best[i][j]:
-            i += 1
-        else:
-            j += 1
-    return pairs
+        return low <= items[i].played_at <= high
+
+    def weight(i: int, j: int) -> tuple[int, int]:
+        return int(plays[j].counted), -abs(items[i].played_at - plays[j].end)
+
+    return [(items[i], plays[j]) for i, j in align_in_order(len(items), len(plays), fits, weight)]
 
 
 def _free_key(started_at: int, taken: set[int]) -> int:

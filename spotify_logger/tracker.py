@@ -111,8 +111,14 @@ class PlayTracker:
         op = self.open
         assert op is not None
         if snap.private_session:
-            # A private session pauses the open play as far as the log goes: nothing heard in it
-            # is credited, and if the same item carries on afterwards, it is still one listen.
+            remaining = None if op.duration_ms is None else op.duration_ms - op.progress_ms
+            if op.playing and remaining is not None and 0 <= remaining <= now - op.last_seen_at:
+                # It had time to reach its natural end before the private session began.
+                writes.extend(self._finish(op, ended_at=op.last_seen_at + remaining))
+                return
+            # Otherwise the session may be this very item carrying on in private: a pause as far
+            # as the log goes. Nothing heard in it is credited, and if the item carries on
+            # afterwards, it is still one listen.
             op.playing = False
             op.in_private_session = True
         elif snap.kind is not None and snap.is_playing:

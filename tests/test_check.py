@@ -10,7 +10,9 @@ import pytest
 
 from spotify_logger import check as check_module
 from spotify_logger import keys
+from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.importer import run_import
+from spotify_logger.store import Store
 
 from conftest import assert_counter_invariant, play_hashes
 from test_import import ext, poll_play, write_json
@@ -126,3 +128,18 @@ def test_repair_gives_up_cleanly_when_writes_never_stop(mixed: Any, redis_server
     assert code == 75 and "stop it" in err
     monkeypatch.undo()
     assert_counter_invariant(mixed)
+
+
+def test_a_backfilled_play_whose_played_at_fell_early_is_not_an_overlap(mixed: Any, redis_server: Any,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Backfill stores [played_at - duration, played_at]; Spotify's played_at may sit near the start
+    of the listen, so the estimate can reach back over the previous play of the same track."""
+    start = MON + 3 * DAY
+    add_play(mixed, start, 180_000, A)
+    backfilled = {"started_at": start + 5_000, "ended_at": start + 185_000, "duration_ms": 180_000, "uri": A,
+                  "artists": json.dumps(["Artist"]), "counted": "1", "source": "recently_played",
+                  "confirmed_at": start + 185_000}
+    Store(mixed).apply(Batch(polled_at=0, keep_current=True, writes=(
+        PlayWrite(start + 5_000, backfilled, A, ("Artist",), counted=True, create_only=True),)))
+    code, out, _ = run_cli(capsys, redis_server.url, "check")
+    assert code == 0, out

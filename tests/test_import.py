@@ -232,7 +232,7 @@ def test_a_record_overlapping_a_polled_play_confirms_it(tmp_path: Path, redis_se
     code, out, _ = run_cli(capsys, redis_server.url, "import", str(path))
     assert code == 0 and "plays added:  0" in out and "confirmed:    1" in out
     play = real_redis.hgetall(keys.play_key(key))
-    assert play["source"] == "poll" and play["confirmed_at"] == str(T0 + 181_000)
+    assert play["source"] == "poll" and play["import_ts"] == str(T0 + 181_000) and "confirmed_at" not in play
     assert play["reason_end"] == "trackdone" and play["shuffle"] == "0"
     assert real_redis.zrange(keys.TRACK_COUNTS, 0, -1, withscores=True) == counters
     before = snapshot(real_redis)
@@ -240,13 +240,26 @@ def test_a_record_overlapping_a_polled_play_confirms_it(tmp_path: Path, redis_se
     assert snapshot(real_redis) == before
 
 
-def test_confirming_keeps_a_confirmed_at_backfill_set(real_redis: Any, tmp_path: Path) -> None:
+def test_confirming_never_touches_backfills_confirmed_at(real_redis: Any, tmp_path: Path) -> None:
     key = poll_play(real_redis, A, T0, 180_000)
     real_redis.hset(keys.play_key(key), "confirmed_at", str(T0 + 179_123))
     write_json(tmp_path / "endsong_0.json", [ext(T0 + 181_000, 178_000)])
     summary = run_import(real_redis, [tmp_path], min_play_ms=30_000)
     assert summary.confirmed == 1 and summary.added == 0
-    assert real_redis.hget(keys.play_key(key), "confirmed_at") == str(T0 + 179_123)
+    play = real_redis.hgetall(keys.play_key(key))
+    assert play["confirmed_at"] == str(T0 + 179_123) and play["import_ts"] == str(T0 + 181_000)
+
+
+def test_import_ts_is_kept_once_set(real_redis: Any, tmp_path: Path) -> None:
+    """The account data, imported after the extended history, confirms the same play by name
+    with a minute-rounded time: the first, precise import_ts stays."""
+    key = poll_play(real_redis, A, T0, 180_000)
+    write_json(tmp_path / "a" / "endsong_0.json", [ext(T0 + 181_000, 178_000)])
+    write_json(tmp_path / "b" / "StreamingHistory_music_0.json", [acct(T0 + 181_000, 178_000)])
+    assert run_import(real_redis, [tmp_path / "a"], min_play_ms=30_000).confirmed == 1
+    assert run_import(real_redis, [tmp_path / "b"], min_play_ms=30_000).confirmed == 1
+    assert real_redis.hget(keys.play_key(key), "import_ts") == str(T0 + 181_000)
+    assert [p["source"] for p in play_hashes(real_redis).values()] == ["poll", "poll"]  # A, and the next track
 
 
 def test_back_to_back_records_of_one_track_are_two_plays(real_redis: Any, tmp_path: Path) -> None:
@@ -266,7 +279,7 @@ def test_a_record_grazing_the_next_play_does_not_take_it(real_redis: Any, tmp_pa
     write_json(tmp_path / "endsong_0.json", [ext(T0 + 3_000, 180_000), ext(T0 + 181_000, 180_000)])
     summary = run_import(real_redis, [tmp_path], min_play_ms=30_000)
     assert (summary.confirmed, summary.added) == (1, 1)
-    assert real_redis.hget(keys.play_key(key), "confirmed_at") == str(T0 + 181_000)
+    assert real_redis.hget(keys.play_key(key), "import_ts") == str(T0 + 181_000)
     assert real_redis.hget(keys.play_key(T0 - 177_000), "source") == "import"
 
 

@@ -223,3 +223,10 @@ def test_a_wall_clock_step_back_neither_stalls_nor_rewinds_the_play() -> None:
     batches += [tracker.observe(snap(A, 10_000 + 10_000 * i), back + 10_000 * i) for i in range(1, 4)]
     seen = [w.fields["last_seen_at"] for b in batches for w in b.writes]
     assert seen == sorted(seen), "last_seen_at must never go back, or the store drops the writes as stale"
+
+
+def test_an_item_that_ended_before_a_private_session_keeps_its_tail() -> None:
+    private = dataclasses.replace(snap(B, 5_000), private_session=True, uri=None)
+    obs = [(0, snap(A, 0, duration=40_000)), (30_000, snap(A, 30_000, duration=40_000)), (45_000, private)]
+    _, store = run(obs)
+    assert store.plays[T0]["ended_at"] == T0 + 40_000 and store.plays[T0]["ms_played"] == 40_000

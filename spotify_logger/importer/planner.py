@@ -2,16 +2,21 @@
 
 - An imported play stored under the record's started_at with the same uri and ms_played is that
   play (a re-import, or a record the export lists twice): nothing is written.
-- A record that overlaps a play of the same uri the poller or backfill recorded is that play:
-  it is confirmed (the export's extra fields, and `confirmed_at` = ts when it has none), never
-  added. An account-data record (pseudo-uri) is matched by track and artist name instead, and
-  also against extended-history imports, so importing both exports does not double them.
+- A record that overlaps a play of the same uri the poller recorded is that play: it is
+  confirmed (the export's extra fields, and `import_ts` = ts when it has none), never added.
+  An account-data record (pseudo-uri) is matched by track and artist name instead, and also
+  against extended-history imports, so importing both exports does not double them.
+- A play backfill created is stored as [played_at - duration, played_at], and played_at can
+  lie anywhere from the play's start to a minute late: its interval says little. A record left
+  unmatched confirms it when its ts falls in the play's feed window (overlap.feed_window, the
+  one backfill matches with), paired in time order as backfill pairs (overlap.align_in_order).
+- `confirmed_at` is backfill's (the played_at it binds its feed item by): never written here.
 - Otherwise it is a new play, keyed by ts - ms_played; when another item already holds that
   millisecond, the next free one, so skipped tracks ending in the same second are all kept.
 
 Overlap means more than the timestamps' precision (2 s, or 1 min for account data), or more than
-half the record when it is shorter; records and plays pair one to one, largest overlap first. So
-back-to-back plays of one track stay two plays.
+half the record when it is shorter; records and plays pair one to one, largest overlap first,
+before any backfilled play is considered. So back-to-back plays of one track stay two plays.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from typing import Iterable
 
 from ..batch import PlayWrite
 from ..extract import RedisValue
-from ..overlap import overlap_ms, tolerance_ms
+from ..overlap import FEED_MIN_PLAY_MS, MATCH_SLACK_MS, align_in_order, feed_window, overlap_ms, tolerance_ms
 from .records import Record
 from .timeline import LOOKBACK_MS, Known, Timeline
 
 MAX_PROBE_MS = 1_000  # how many milliseconds past ts - ms_played a record may move for a free key
+FEED = "recently_played"
 
 
 @dataclass
@@ -52,7 +58,8 @@ class Planner:
         """Records in started_at order, spanning at most a few hours more than LOOKBACK_MS."""
         out = ChunkPlan()
         lo = min(r.started_at for r in records) - LOOKBACK_MS
-        hi = max(r.ended_at for r in records) + MAX_PROBE_MS
+        # A backfilled play may start after the record ended (a late played_at): read those too.
+        hi = max(r.ended_at for r in records) + max(MAX_PROBE_MS, MATCH_SLACK_MS)
         self.timeline.cover(lo, hi)
         fresh: list[Record] = []
         for i, rec in enumerate(records):
@@ -81,14 +88,14 @@ class Planner:
                 artists=(rec.artist,) if rec.artist else (), counted=counted, create_only=True,
             ))
             self.timeline.add(Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=rec.name_key,
-                                    source="import", ms_played=rec.ms_played, confirmed=False,
+                                    source="import", ms_played=rec.ms_played, import_ts=None,
                                     precision=rec.precision, pseudo=rec.pseudo))
         return out
 
     def _match(self, records: list[Record]) -> dict[int, Known]:
         """Pair records with the stored plays they overlap, one to one, largest overlaps first, so
         a record that only grazes a play (its neighbour's) cannot take it from the right one."""
-        by_uri, by_name = _candidates(self.timeline.plays.values())
+        by_uri, by_name = _candidates(k for k in self.timeline.plays.values() if k.source != FEED)
         pairs = []
         for i, rec in enumerate(records):
             same_name = by_name.get(rec.name_key, ()) if rec.name_key else ()
@@ -103,7 +110,29 @@ class Planner:
             if -neg_i not in matched and started_at not in taken:
                 matched[-neg_i] = known
                 taken.add(started_at)
+        self._match_feed(records, matched, taken)
         return matched
+
+    def _match_feed(self, records: list[Record], matched: dict[int, Known], taken: set[int]) -> None:
+        """Pair the records still unmatched with the plays backfill created: by uri, then (for
+        account data) by name, in time order, most pairs first, then records the feed would list
+        (over 30 s), then the ts nearest each played_at."""
+        feed = sorted((k for k in self.timeline.plays.values() if k.source == FEED), key=lambda k: k.started_at)
+        if not feed:
+            return
+        for by_name in (False, True):
+            groups: dict[object, tuple[list[int], list[Known]]] = {}
+            for i, rec in enumerate(records):
+                if i not in matched and rec.pseudo == by_name and (key := _group(rec.uri, rec.name_key, by_name)):
+                    groups.setdefault(key, ([], []))[0].append(i)
+            for known in feed:
+                key = _group(known.uri, known.name_key, by_name)
+                if known.started_at not in taken and key in groups and not known.pseudo:
+                    groups[key][1].append(known)
+            for indexes, plays in groups.values():
+                for i, known in _pair_in_order(records, sorted(indexes, key=lambda i: records[i].ended_at), plays):
+                    matched[i] = known
+                    taken.add(known.started_at)
 
     def _stored(self, rec: Record) -> bool:
         """This record was imported already: same uri and ms_played at its key (or a probed one)."""
@@ -126,9 +155,10 @@ class Planner:
             return
         self._confirmed.add(play.started_at)
         fields: dict[str, RedisValue] = dict(rec.extras)
-        if not play.confirmed:
-            # Never overwritten: backfill binds its recently-played item to a play by this value.
-            fields["confirmed_at"] = rec.ended_at
+        if play.import_ts is None:
+            # Kept once set, so importing the account data after the extended history (or the
+            # other way round) cannot flip it to another export's rounding.
+            fields["import_ts"] = rec.ended_at
         if fields:
             out.confirms.append(PlayWrite(started_at=play.started_at, fields=fields, uri=play.uri))
 
@@ -143,6 +173,27 @@ def _candidates(plays: Iterable[Known]) -> tuple[dict[str, list[Known]], dict[tu
             by_name.setdefault(known.name_key, []).append(known)
     return by_uri, by_name
 
+
+def _group(uri: str, key: tuple[str, str] | None, by_name: bool) -> object:
+    return key if by_name else uri
+
+
+def _pair_in_order(records: list[Record], indexes: list[int], plays: list[Known]) -> list[tuple[int, Known]]:
+    recs = [records[i] for i in indexes]
+    pairs = align_in_order(len(recs), len(plays), lambda i, j: _fits(recs[i], plays[j]),
+                           lambda i, j: _nearness(recs[i], plays[j]))
+    return [(indexes[i], plays[j]) for i, j in pairs]
+
+
+def _fits(rec: Record, play: Known) -> bool:
+    low, high = feed_window(play.started_at, play.end, play.duration_ms or play.end - play.started_at)
+    return low - rec.precision <= rec.ended_at <= high + rec.precision
+
+
+def _nearness(rec: Record, play: Known) -> tuple[int, int]:
+    # A backfilled play's end is its played_at. A skip of the same track next to it is a weaker
+    # candidate than a full listen: the feed lists only plays over 30 s.
+    return int(rec.ms_played >= FEED_MIN_PLAY_MS), -abs(rec.ended_at - play.end)
 
 
 def _same(a: Record, b: Record) -> bool:

@@ -20,7 +20,7 @@ from .records import name_key
 
 LOOKBACK_MS = 12 * 3600 * 1000   # a stored play that started this long before a record may still overlap it
 _FIELDS = ("uri", "name", "artists", "show", "type", "ended_at", "last_seen_at", "ms_played", "source",
-           "confirmed_at")
+           "duration_ms", "import_ts")
 _DAY_MS = 86_400_000
 
 
@@ -32,20 +32,21 @@ class Known:
     name_key: tuple[str, str] | None
     source: str | None
     ms_played: int | None
-    confirmed: bool
+    import_ts: int | None       # set once an import confirmed this play
     precision: int
     pseudo: bool
+    duration_ms: int | None = None
 
     @classmethod
     def from_hash(cls, started_at: int, h: dict[str, str]) -> "Known":
         uri = h.get("uri") or ""
         artists = artists_of(h)
         by = h.get("show") if h.get("type") == "episode" else (artists[0] if artists else None)
-        ms = h.get("ms_played")
         return cls(started_at=started_at, end=play_end(started_at, h), uri=uri,
                    name_key=name_key(h.get("name"), by), source=h.get("source"),
-                   ms_played=int(ms) if ms and ms.isdigit() else None, confirmed=bool(h.get("confirmed_at")),
-                   precision=precision_ms(uri, h.get("source")), pseudo=is_pseudo_uri(uri))
+                   ms_played=_int(h.get("ms_played")), import_ts=_int(h.get("import_ts")),
+                   precision=precision_ms(uri, h.get("source")), pseudo=is_pseudo_uri(uri),
+                   duration_ms=_int(h.get("duration_ms")))
 
 
 class Timeline:
@@ -87,3 +88,7 @@ class Timeline:
                 for known in self._planned.get(day, ()):
                     if (lo < known.started_at if exclusive else lo <= known.started_at) and known.started_at <= hi:
                         self.plays[known.started_at] = known
+
+
+def _int(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
