@@ -24,6 +24,7 @@ from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError
 from .logs import get_logger
 from .loop import Poller, PollHook
 from .notify import Notifier
+from .openplay import OpenPlayMirror
 from .schedule import Schedule
 from .spool import Spool
 from .store import Store, connect
@@ -48,6 +49,7 @@ class Parts:
     client: SpotifyClient
     writer: Writer
     stop: threading.Event
+    mirror: OpenPlayMirror
 
     @classmethod
     def build(cls, settings: Settings, stop: threading.Event | None = None, *,
@@ -61,8 +63,9 @@ class Parts:
         auth = Authenticator(settings, tokens, session)
         cooldown = Cooldown(state_file=settings.state_dir / "cooldown.json", redis_client=store.redis)
         client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
-        writer = Writer(store, Spool(settings.state_dir / "spool.jsonl"))
-        return cls(settings, store, auth, cooldown, client, writer, stop)
+        writer = Writer(store, Spool.in_state_dir(settings.state_dir))
+        mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
+        return cls(settings, store, auth, cooldown, client, writer, stop, mirror)
 
 
 class Signals:
@@ -94,7 +97,7 @@ def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[Pol
     tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000),
                           restored=_restore(parts, stop))
     poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
-                    stop=stop, on_progress=notifier.watchdog, after_poll=hooks)
+                    stop=stop, on_progress=notifier.watchdog, after_poll=hooks, mirror=parts.mirror)
     outcome: list[int] = []
     worker = threading.Thread(target=_work, args=(poller, stop, outcome), name="poller", daemon=True)
     log.info("poller_started", api_url=settings.api_url, poll_interval=settings.poll_interval,
@@ -121,23 +124,36 @@ def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[Pol
 
 
 def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
-    """Replay any spool, then pick up the play a previous process left open."""
+    """Replay any spool, then pick up the play a previous process left open. Redis is the source
+    of truth; only when it cannot be read does the state dir (mirror and spool) stand in."""
     deadline = time.monotonic() + STARTUP_REDIS_WAIT_S
     while not parts.store.ping():
         if time.monotonic() > deadline or stop.is_set():
-            # An outage that began before we restarted left the open play in the spool.
-            spooled = parts.writer.spool.open_play()
-            log.warning("store_unavailable_at_start",
-                        action="continuing the spooled open play" if spooled else "polling without the open play")
-            return OpenPlay.from_hash(*spooled) if spooled else None
+            return _restore_offline(parts)
         time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
     if not parts.writer.flush():
-        return None
+        return _restore_offline(parts)
     try:
         found = parts.store.load_current()
     except SpotifyLoggerError:
-        return None
+        return _restore_offline(parts)
     return OpenPlay.from_hash(*found) if found else None
+
+
+def _restore_offline(parts: Parts) -> OpenPlay | None:
+    """The open play from the state dir: the mirror's full state, with the spooled writes since
+    on top. Without it the first poll would open a second play a few ms from the stored one."""
+    found = parts.writer.spool.open_play(base=parts.mirror.load())
+    restored = OpenPlay.from_hash(*found) if found else None
+    if restored is not None:
+        # Redis may hold this play a little ahead of or behind the state dir (the mirror lags
+        # between saves; a crash can come between a save and its write): the next write
+        # restates the whole play, not only what changed since.
+        restored.written = {}
+    log.warning("store_unavailable_at_start",
+                action="continuing the open play saved in the state dir" if restored else "polling without the open play",
+                restored_play=restored.started_at if restored else None)
+    return restored
 
 
 def _work(poller: Poller, stop: threading.Event, outcome: list[int]) -> None:

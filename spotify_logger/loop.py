@@ -11,6 +11,7 @@ from .batch import Batch
 from .errors import ApiError, Forbidden, RateLimited
 from .extract import Snapshot, extract
 from .logs import get_logger
+from .openplay import OpenPlayMirror
 from .schedule import Schedule
 from .tracker import PlayTracker
 from .writer import Writer
@@ -23,7 +24,10 @@ COOLDOWN_RECHECK_S = 60.0
 
 
 class PollHook(Protocol):
-    """Runs after each successful poll (the reconciler uses it to notice gaps)."""
+    """Runs after each successful poll whose write reached Redis, with the spool empty (the
+    reconciler uses it to notice gaps). While plays wait in the spool, Redis does not show them,
+    and a reconciliation pass would add them a second time: hooks wait until the spool is
+    replayed. `previous_poll_at` is the poll the hooks last ran after."""
 
     def __call__(self, polled_at: float, previous_poll_at: float | None) -> None: ...
 
@@ -32,7 +36,7 @@ class Poller:
     def __init__(self, client: SpotifyClient, tracker: PlayTracker, writer: Writer, schedule: Schedule, *,
                  stop: threading.Event, clock: Callable[[], float] = time.time,
                  on_progress: Callable[[], None] = lambda: None,
-                 after_poll: list[PollHook] | None = None) -> None:
+                 after_poll: list[PollHook] | None = None, mirror: OpenPlayMirror | None = None) -> None:
         self.client = client
         self.tracker = tracker
         self.writer = writer
@@ -41,7 +45,12 @@ class Poller:
         self.clock = clock
         self.on_progress = on_progress
         self.after_poll = after_poll or []
+        self.mirror = mirror
+        if mirror is not None:
+            # The spool holds only what changed: the full state it builds on goes to disk first.
+            writer.on_spool_start = lambda: mirror.save(self.tracker.open)
         self.last_ok_at: float | None = None
+        self.hooks_ran_at: float | None = None
         # Held while a batch is written, so a warm shutdown can wait for the write to finish.
         self.write_lock = threading.Lock()
 
@@ -78,13 +87,19 @@ class Poller:
         before = self.tracker.open.started_at if self.tracker.open else None
         batch = self.tracker.observe(snap, int(received_at * 1000))
         with self.write_lock:
-            self.writer.write(batch)
+            if self.mirror is not None:
+                # Before the write: a crash in between must not leave a mirror behind Redis,
+                # which a restart would continue as a second copy of the new play.
+                self.mirror.follow(self.tracker.open)
+            landed = self.writer.write(batch)
         changed = _log_changes(batch, before, self.tracker)
         log.debug("poll_ok", playing=snap.is_playing, kind=snap.kind, progress_ms=snap.progress_ms)
-        previous, self.last_ok_at = self.last_ok_at, received_at
+        self.last_ok_at = received_at
         self.on_progress()
-        for hook in self.after_poll:
-            hook(received_at, previous)
+        if landed:  # True only once the spool was replayed: see PollHook
+            previous, self.hooks_ran_at = self.hooks_ran_at, received_at
+            for hook in self.after_poll:
+                hook(received_at, previous)
         return self.schedule.after_poll(snap, changed)
 
 

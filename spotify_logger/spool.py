@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .batch import Batch
+from .errors import EX_TEMPFAIL, SpotifyLoggerError
 from .fsutil import fsync_dir
 from .logs import get_logger
 
@@ -20,11 +21,23 @@ log = get_logger(__name__)
 
 # How often a long replay reports progress (systemd's watchdog must not take it for a hang).
 PROGRESS_EVERY = 100
+SPOOL_NAME = "spool.jsonl"
+
+
+class SpoolPending(SpotifyLoggerError):
+    """Plays wait in the spool for Redis: a command that reconciles against Redis would not see
+    them and would add them a second time."""
+
+    exit_code = EX_TEMPFAIL
 
 
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> "Spool":
+        return cls(state_dir / SPOOL_NAME)
 
     def size(self) -> int:
         try:
@@ -80,14 +93,19 @@ class Spool:
         os.truncate(self.path, 0)
         return count
 
-    def open_play(self) -> tuple[int, dict[str, str]] | None:
-        """The open play as the spool would leave it in Redis, as (started_at, hash): what a
-        poller restarted during an outage continues, instead of starting a duplicate."""
-        if not self.pending():
-            return None
+    def open_play(self, base: tuple[int, dict[str, str]] | None = None) -> tuple[int, dict[str, str]] | None:
+        """The open play as replaying the spool would leave it in Redis, as (started_at, hash):
+        what a poller restarted during an outage continues, instead of starting a duplicate.
+
+        The spool holds only what changed while Redis was away. `base` is the open play's full
+        state from when the spool began (the open-play mirror); without it a play that began
+        before the outage comes back with only the fields that changed since."""
         plays: dict[int, dict[str, str]] = {}
         current: int | None = None
-        for batch in self.batches():
+        if base is not None:
+            current = base[0]
+            plays[current] = dict(base[1])
+        for batch in self.batches() if self.pending() else ():
             if not batch.keep_current:
                 current = batch.current
             for w in batch.writes:
@@ -105,6 +123,15 @@ class Spool:
         if not found or "ended_at" in found or "last_seen_at" not in found:
             return None
         return current, found
+
+
+def require_empty(state_dir: Path) -> None:
+    """Refuse (exit 75) while plays wait in the spool. Replaying it from here is no way out: the
+    running poller may be appending to it, and a truncate from here would lose its lines."""
+    size = Spool.in_state_dir(state_dir).size()
+    if size:
+        raise SpoolPending(f"{size} bytes of plays are waiting in the spool for Redis; run this again "
+                           "once `spotify-logger status` shows the spool empty")
 
 
 def _ends_torn(fd: int) -> bool:

@@ -18,11 +18,15 @@ log = get_logger(__name__)
 
 
 class Writer:
-    def __init__(self, store: Store, spool: Spool, *, on_progress: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, spool: Spool, *, on_progress: Callable[[], None] = lambda: None,
+                 on_spool_start: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.spool = spool
         # Fed during a long replay, which is progress (the daemon points it at the watchdog).
         self.on_progress = on_progress
+        # Called before the first line goes into an empty spool. The spool holds only what
+        # changed; the poller saves the full state those changes apply to here (openplay.py).
+        self.on_spool_start = on_spool_start
         self.redis_up = True
 
     def write(self, batch: Batch) -> bool:
@@ -63,6 +67,8 @@ class Writer:
 
     def _spool(self, batch: Batch) -> None:
         if batch.writes:  # a poll that changed nothing has nothing to lose
+            if not self.spool.pending():
+                self.on_spool_start()
             self.spool.append(batch)
 
     def _went_down(self, exc: StoreUnavailable) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from typing import Callable
@@ -28,6 +29,9 @@ def test_restart_mid_play_continues_the_same_play(sim_factory: Callable[..., Spo
     client = redis_server.client()
     [(key, before)] = play_hashes(client).items()
     assert before["counted"] == "0" and client.get("listening:current") == f"listening:{key}"
+    # The state dir mirrors the open play, for a restart that finds Redis down.
+    mirror = json.loads((settings.state_dir / "open_play.json").read_text())
+    assert mirror["started_at"] == key and mirror["hash"]["uri"] == LONG.uri
 
     second = spawn(poller_cmd(), env_for(settings))
     deadline = time.time() + 10

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,16 @@ import fakeredis
 import pytest
 import structlog
 
-from conftest import redis_dump
-from spotify_logger import health
+from conftest import assert_counter_invariant, env_for, redis_dump
+from spotify_logger import cli, health
 from spotify_logger.batch import Batch
 from spotify_logger.commands.status import render
 from spotify_logger.config import Settings
 from spotify_logger.errors import StoreUnavailable
 from spotify_logger.extract import Snapshot
+from spotify_logger.loop import Poller
+from spotify_logger.schedule import Schedule
+from spotify_logger.simulator import track
 from spotify_logger.spool import Spool
 from spotify_logger.store import Store, StoreError
 from spotify_logger.tracker import OpenPlay, PlayTracker
@@ -259,4 +264,64 @@ def test_a_poller_restarted_during_an_outage_continues_the_spooled_play(sim_fact
         restored = daemon._restore(parts, parts.stop)
     assert restored is not None
     assert (restored.uri, restored.started_at, restored.counted) == ("spotify:track:B", batches[-1].current, True)
-    assert [e["action"] for e in logs if e["event"] == "store_unavailable_at_start"] == ["continuing the spooled open play"]
+    assert [e["action"] for e in logs if e["event"] == "store_unavailable_at_start"] == [
+        "continuing the open play saved in the state dir"]
+
+
+def test_poll_hooks_wait_until_the_spool_is_replayed(spool: Spool, fake_redis: Any) -> None:
+    # A reconciliation pass while plays wait in the spool would add them a second time.
+    class Player:
+        def player(self) -> Any:
+            return {"is_playing": True, "progress_ms": 1_000, "currently_playing_type": "track",
+                    "item": {"type": "track", "uri": "spotify:track:A", "id": "A", "name": "A",
+                             "duration_ms": 6_000, "artists": [{"name": "X", "id": "x"}]}}
+
+    calls: list[tuple[float, float | None]] = []
+    clock = iter(float(t) for t in range(1_700_000_000, 1_700_000_100))
+    store = FlakyStore(fake_redis)
+    poller = Poller(Player(), PlayTracker(min_play_ms=2_000, end_grace_ms=2_000), Writer(store, spool),  # type: ignore[arg-type]
+                    Schedule(1.0, 1.0), stop=threading.Event(), clock=lambda: next(clock),
+                    after_poll=[lambda at, previous: calls.append((at, previous))])
+    poller.poll_once()
+    store.down = True
+    poller.poll_once()
+    store.down = False
+    fill(spool, session()[:1])       # Redis is back, but a play still waits in the spool...
+    assert calls == [(1_700_000_000.0, None)]
+    poller.poll_once()               # ...until this poll's write replays it first
+    assert spool.size() == 0
+    assert calls == [(1_700_000_000.0, None), (1_700_000_002.0, 1_700_000_000.0)]
+
+
+def test_backfill_and_import_refuse_while_plays_wait_in_the_spool(sim_factory, settings_for, redis_server,
+                                                                  real_redis: Any, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    sim = sim_factory()
+    settings = settings_for(sim, redis_server.url)
+    song = track("Song", 6_000)
+    start = int(time.time() * 1000) - 600_000
+    # The poller heard the song during an outage: the play waits in the spool, not in Redis.
+    tracker = PlayTracker(min_play_ms=2_000, end_grace_ms=2_000)
+    spooled = Spool.in_state_dir(settings.state_dir)
+    for ms in range(0, 6_001, 1_000):
+        spooled.append(tracker.observe(snap(song.uri, ms), start + ms))
+    spooled.append(tracker.observe(snap("spotify:track:B", 0), start + 6_500))
+    sim.add_history(song, start + 6_200)                 # ...and Spotify's feed lists it too
+    export = tmp_path / "Streaming_History_Audio_2024.json"
+    export.write_text(json.dumps([]))
+    env = env_for(settings)
+
+    for argv in (["backfill"], ["import", str(export)]):
+        assert cli.main(argv, env=env) == 75
+        err = capsys.readouterr().err.strip()
+        assert err == (f"spotify-logger: {spooled.size()} bytes of plays are waiting in the spool for Redis; run "
+                       "this again once `spotify-logger status` shows the spool empty")
+    assert sim.requests == [] and real_redis.dbsize() == 0
+    assert cli.main(["import", "--dry-run", str(export)], env=env) == 0   # writes nothing: allowed
+    capsys.readouterr()
+
+    Writer(Store(real_redis), spooled).flush()           # the poller replays its spool
+    assert cli.main(["backfill"], env=env) == 0
+    assert "0 plays added, 1 confirmed" in capsys.readouterr().out
+    assert real_redis.zscore("plays:tracks", song.uri) == 1
+    assert_counter_invariant(real_redis)

@@ -1,4 +1,7 @@
-"""`spotify-logger backfill`: one reconciliation pass against recently-played, then a report."""
+"""`spotify-logger backfill`: one reconciliation pass against recently-played, then a report.
+
+Exit 75 while plays wait in the outage spool (see spool.require_empty).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from ..backfill import Reconciler, Result
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
+from ..spool import require_empty
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -18,6 +22,9 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
+    # Plays in the spool are not in Redis yet: the feed would add them again, and the poller's
+    # replay would add its own copies on top.
+    require_empty(settings.state_dir)
     parts = Parts.build(settings)
     parts.cooldown.load()
     result = Reconciler(parts.client, parts.store).run_once()

@@ -2,7 +2,7 @@
 
 Exit codes: 0 everything was read; 65 a file or record was malformed (listed on stderr by file
 and record index; everything else was imported); 75 Redis failed part-way (the summary says
-what was written; run it again to finish).
+what was written; run it again to finish), or plays wait in the outage spool (nothing written).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..errors import EX_DATAERR, EX_OK, EX_TEMPFAIL
 from ..importer import run_import
 from ..importer.progress import Progress
 from ..importer.sources import resolve
+from ..spool import require_empty
 from ..store import connect
 
 
@@ -30,6 +31,9 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     sources = resolve(args.paths)  # a bad path fails here, before Redis is even contacted
+    if not args.dry_run:
+        # Polled plays still in the spool are not in Redis: their records would be added, not confirmed.
+        require_empty(settings.state_dir)
     bar = Progress(sum(s.size for s in sources))
     summary = run_import(connect(settings.redis_url), args.paths, min_play_ms=settings.min_play_ms,
                          dry_run=args.dry_run, include_incognito=args.include_incognito, progress=bar)
