@@ -16,14 +16,14 @@ from spotify_logger.redisproc import free_port
 from conftest import ROOT
 
 
-def run_cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], tmp_path: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     full = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env}
     return subprocess.run([sys.executable, "-m", "spotify_logger", *args], cwd=ROOT, env=full,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_demo_records_the_scripted_session(tmp_path: Path) -> None:
-    result = run_cli(["demo", "--seconds", "12"], tmp_path)
+    result = run_cli(["demo"], tmp_path, timeout=110)  # the whole ~70 s session, as `make demo` runs it
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "throwaway redis-server" in out
@@ -32,6 +32,13 @@ def test_demo_records_the_scripted_session(tmp_path: Path) -> None:
     paper = next(line for line in out.splitlines() if "Paper Planes" in line)
     assert " yes " in neon and " no " in paper
     assert "plays:tracks" in out and "Traceback" not in result.stderr
+    # Every case of the script, as the README promises: the repeat is two counted plays, the
+    # episode and the local file count, the ad and the private session never appear.
+    rows = [line for line in out.splitlines() if line[:4].isdigit()]
+    assert [r.split()[4] for r in rows if " yes " in r].count("track") == 6
+    assert any("episode" in r and " yes " in r for r in rows) and any("Garage Tape" in r and " yes " in r for r in rows)
+    assert sum("Slow Tide" in r for r in rows) == 2
+    assert not any("Guilty Pleasure" in r or "Advertisement" in r for r in rows)
 
 
 def test_demo_without_redis_server_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ from ..tokenstore import Tokens, TokenStore
 from ..tracker import PlayTracker
 
 
+# Well clear of the script's 3 s skip and its 5 s episode, so no play sits on the threshold.
+DEMO_MIN_PLAY_MS = 4_000
+
+
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop early (default: the whole script)")
     p.set_defaults(handler=handle)
@@ -38,11 +42,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         server = _start_redis(Path(tmp) / "redis")
         try:
             client = server.client() if server else _in_memory()
-            with SpotifySimulator(script, recent_min_ms=5_000) as sim:
+            with SpotifySimulator(script, recent_min_ms=DEMO_MIN_PLAY_MS) as sim:
                 demo = dataclasses.replace(
                     settings, api_url=sim.api_url, accounts_url=sim.accounts_url, client_id="sim-client",
                     client_secret=None, state_dir=Path(tmp) / "state", poll_interval=0.5, max_poll_interval=3.0,
-                    min_play_ms=5_000, end_grace_s=4.0,
+                    min_play_ms=DEMO_MIN_PLAY_MS, end_grace_s=4.0,
                     redis_url=server.url if server else "redis://in-memory",
                 )
                 TokenStore(demo.token_file).save(Tokens(refresh_token=sim.current_refresh_token))

@@ -1,6 +1,6 @@
 """A ~64 s varied listening session for `spotify-logger simulate` demos.
 
-Tracks are 6-15 s long so a demo with MIN_PLAY_MS of about 5000 shows every case quickly.
+Tracks are 6-12 s long so a demo with MIN_PLAY_MS of about 4000 shows every case quickly.
 """
 
 from __future__ import annotations
