@@ -101,13 +101,22 @@ def parse(raw: Any, *, now_ms: int) -> Record | Skip:
     return Skip(MALFORMED, "neither ts nor endTime")
 
 
-def _extended(raw: dict[str, Any], now_ms: int) -> Record | Skip:
-    ended_at = _time(raw.get("ts"), now_ms)
-    ms = _ms(raw.get("ms_played"))
+def _timing(raw: dict[str, Any], end_key: str, ms_key: str, now_ms: int) -> tuple[int, int] | Skip:
+    """(end of the stream, ms played) of a record, or why they are unusable."""
+    ended_at = _time(raw.get(end_key), now_ms)
     if ended_at is None:
-        return Skip(MALFORMED, f"ts {_shown(raw.get('ts'))} is not a UTC time between 2006 and now")
+        return Skip(MALFORMED, f"{end_key} {_shown(raw.get(end_key))} is not a UTC time between 2006 and now")
+    ms = _ms(raw.get(ms_key))
     if ms is None:
-        return Skip(MALFORMED, f"ms_played {_shown(raw.get('ms_played'))} is not a whole number of ms between 0 and a day")
+        return Skip(MALFORMED, f"{ms_key} {_shown(raw.get(ms_key))} is not a whole number of ms between 0 and a day")
+    return ended_at, ms
+
+
+def _extended(raw: dict[str, Any], now_ms: int) -> Record | Skip:
+    timing = _timing(raw, "ts", "ms_played", now_ms)
+    if isinstance(timing, Skip):
+        return timing
+    ended_at, ms = timing
     extras = {k: _extra(v) for k in EXTRA_FIELDS if (v := raw.get(k)) is not None and isinstance(v, (str, bool))}
     base = _Base(ended_at, ms, EXTENDED_PRECISION_MS, raw.get("incognito_mode") is True, extras)
     track_name = _text(raw.get("master_metadata_track_name"))
@@ -130,12 +139,10 @@ def _extended(raw: dict[str, Any], now_ms: int) -> Record | Skip:
 
 
 def _account(raw: dict[str, Any], now_ms: int) -> Record | Skip:
-    ended_at = _time(raw.get("endTime"), now_ms)
-    ms = _ms(raw.get("msPlayed"))
-    if ended_at is None:
-        return Skip(MALFORMED, f"endTime {_shown(raw.get('endTime'))} is not a UTC time between 2006 and now")
-    if ms is None:
-        return Skip(MALFORMED, f"msPlayed {_shown(raw.get('msPlayed'))} is not a whole number of ms between 0 and a day")
+    timing = _timing(raw, "endTime", "msPlayed", now_ms)
+    if isinstance(timing, Skip):
+        return timing
+    ended_at, ms = timing
     base = _Base(ended_at, ms, ACCOUNT_PRECISION_MS, False, {})
     if track := _text(raw.get("trackName")):
         return _record("track", None, track, _text(raw.get("artistName")), None, None, base)
