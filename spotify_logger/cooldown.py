@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable
@@ -18,6 +18,7 @@ import redis
 
 from . import keys
 from .errors import RateLimited, StoreUnavailable
+from .extract import utc_iso
 from .fsutil import atomic_write
 from .logs import get_logger
 from .store import translate_redis_errors
@@ -70,7 +71,7 @@ class Cooldown:
         if until <= self.until:
             return self.until
         self.until = until
-        deadline = _iso(until)
+        deadline = utc_iso(until)
         if retry_after_s > LONG_PENALTY_S:
             log.warning("rate_limited_long", retry_after_s=retry_after_s, deadline=deadline)
         else:
@@ -92,7 +93,7 @@ class Cooldown:
         source, until = max(candidates.items(), key=lambda kv: kv[1])  # the first on a tie
         if until > self.until and until > self.clock():
             log.info("cooldown_restored", source=source, remaining_s=round(until - self.clock(), 1),
-                     deadline=_iso(until))
+                     deadline=utc_iso(until))
         self.until = max(self.until, until)
         return self.until
 
@@ -118,7 +119,3 @@ class Cooldown:
             return float(json.loads(self.state_file.read_text())["until"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Callable
 
 import redis
 
@@ -67,6 +68,15 @@ class Parts:
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
         return cls(settings, store, auth, cooldown, client, writer, stop, mirror)
 
+    def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
+               on_progress: Callable[[], None] = lambda: None) -> Poller:
+        """The poll loop over these parts, wired as the daemon runs it (the demo and the
+        benchmarks use it too, so they measure and show the real thing)."""
+        s = self.settings
+        tracker = PlayTracker(min_play_ms=s.min_play_ms, end_grace_ms=int(s.end_grace_s * 1000), restored=restored)
+        return Poller(self.client, tracker, self.writer, Schedule(s.poll_interval, s.max_poll_interval),
+                      stop=self.stop, on_progress=on_progress, after_poll=hooks, mirror=self.mirror)
+
 
 class Signals:
     def __init__(self, stop: threading.Event) -> None:
@@ -84,20 +94,17 @@ class Signals:
         (self.abort if self.stop.is_set() else self.stop).set()
 
 
-def run(settings: Settings, *, notifier: Notifier | None = None, hooks: list[PollHook] | None = None) -> int:
-    notifier = notifier or Notifier()
+def run(settings: Settings) -> int:
+    notifier = Notifier()
     stop = threading.Event()
     signals = Signals(stop)
     signals.install()
     parts = Parts.build(settings, stop)
-    parts.writer.on_progress = notifier.watchdog  # a long spool replay is progress
     parts.cooldown.load()
     # Backfill what recently-played holds at start-up, after gaps between polls, and periodically.
-    hooks = [*(hooks or []), ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)]
-    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000),
-                          restored=_restore(parts, stop))
-    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
-                    stop=stop, on_progress=notifier.watchdog, after_poll=hooks, mirror=parts.mirror)
+    hooks: list[PollHook] = [ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)]
+    poller = parts.poller(restored=_restore(parts, stop), hooks=hooks, on_progress=notifier.watchdog)
+    tracker = poller.tracker
     outcome: list[int] = []
     worker = threading.Thread(target=_work, args=(poller, stop, outcome), name="poller", daemon=True)
     log.info("poller_started", api_url=settings.api_url, poll_interval=settings.poll_interval,

@@ -7,8 +7,9 @@ albums, local files without ids), so every access is a safe walk that falls back
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
-from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any, Iterable, Mapping, Sequence
 
 Path = str | Sequence[str | int]
@@ -158,6 +159,11 @@ def _names(artists: Any, key: str) -> tuple[str, ...]:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def utc_iso(epoch_s: float) -> str:
+    """Epoch seconds as ISO 8601 UTC to the second: how logs and commands show an instant."""
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")
 
 
 def iso_to_ms(raw: Any) -> int | None:

@@ -46,6 +46,7 @@ class Poller:
         self.on_progress = on_progress
         self.after_poll = after_poll or []
         self.mirror = mirror
+        writer.on_progress = on_progress  # a long spool replay is progress too
         if mirror is not None:
             # The spool holds only what changed: the full state it builds on goes to disk first.
             writer.on_spool_start = lambda: mirror.save(self.tracker.open)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import redis
@@ -29,6 +28,7 @@ import redis
 from . import keys, stats
 from .api import SpotifyClient
 from .errors import EX_TEMPFAIL, ApiError, NotFound, RateLimited, SpotifyLoggerError
+from .extract import utc_iso
 from .logs import get_logger
 from .periods import LocalTime
 from .store import translate_redis_errors
@@ -147,7 +147,7 @@ class Publisher:
         wait_s = until - self.clock()
         if wait_s > self.max_wait_s:
             raise _too_long(until, wait_s)
-        log.info("rate_limit_wait", path=path, wait_s=round(max(0.0, wait_s), 1), deadline=_iso(until))
+        log.info("rate_limit_wait", path=path, wait_s=round(max(0.0, wait_s), 1), deadline=utc_iso(until))
         if self.client.stop.wait(max(0.0, wait_s) + _CLOCK_SLACK_S):
             raise Interrupted("stopped while waiting out a rate limit: the playlist was not written")
         try:
@@ -158,9 +158,5 @@ class Publisher:
 
 def _too_long(until: float, wait_s: float) -> RateLimited:
     return RateLimited(
-        f"Spotify rate limit: no request before {_iso(until)} (in {max(0.0, wait_s):.0f} s); the playlist "
+        f"Spotify rate limit: no request before {utc_iso(until)} (in {max(0.0, wait_s):.0f} s); the playlist "
         "was not written. Run it again after that time", until=until)
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")

@@ -18,15 +18,14 @@ log = get_logger(__name__)
 
 
 class Writer:
-    def __init__(self, store: Store, spool: Spool, *, on_progress: Callable[[], None] = lambda: None,
-                 on_spool_start: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, spool: Spool) -> None:
         self.store = store
         self.spool = spool
-        # Fed during a long replay, which is progress (the daemon points it at the watchdog).
-        self.on_progress = on_progress
-        # Called before the first line goes into an empty spool. The spool holds only what
-        # changed; the poller saves the full state those changes apply to here (openplay.py).
-        self.on_spool_start = on_spool_start
+        # Set by the Poller that owns this writer. Fed during a long replay, which is progress
+        # (the watchdog's), and called before the first line goes into an empty spool: the spool
+        # holds only what changed, and the poller saves the full state it applies to (openplay.py).
+        self.on_progress: Callable[[], None] = lambda: None
+        self.on_spool_start: Callable[[], None] = lambda: None
         self.redis_up = True
 
     def write(self, batch: Batch) -> bool:

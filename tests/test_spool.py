@@ -200,7 +200,8 @@ def test_a_batch_redis_rejects_for_good_does_not_block_the_spool(spool: Spool, f
     store = FlakyStore(fake_redis)
     store.reject = {batches[2].polled_at}
     progress: list[int] = []
-    writer = Writer(store, spool, on_progress=lambda: progress.append(1))
+    writer = Writer(store, spool)
+    writer.on_progress = lambda: progress.append(1)
     with structlog.testing.capture_logs() as logs:
         assert writer.flush() is True
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["spool_batch_rejected"]

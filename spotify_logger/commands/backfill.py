@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 
 from ..backfill import Reconciler, Result
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
+from ..extract import utc_iso
 from ..spool import require_empty
 
 
@@ -33,15 +33,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render(result: Result) -> str:
-    lines = [f"added {_stamp(p['started_at'])}  {', '.join(p['artists']) or '?'} - {p['name'] or p['uri']}"
+    lines = [f"added {utc_iso(p['started_at'] / 1000)}  {', '.join(p['artists']) or '?'} - {p['name'] or p['uri']}"
              for p in result.added]
     lines.append(f"backfill: {result.read} recently-played items read, {len(result.added)} plays added, "
                  f"{result.confirmed} confirmed, {result.already} already reconciled")
     if result.gap is not None:
-        lines.append(f"gap: about {result.gap.estimated_plays} plays between {_stamp(result.gap.start)} and "
-                     f"{_stamp(result.gap.end)} are no longer in recently-played and are lost")
+        lines.append(f"gap: about {result.gap.estimated_plays} plays between {utc_iso(result.gap.start / 1000)} and "
+                     f"{utc_iso(result.gap.end / 1000)} are no longer in recently-played and are lost")
     return "\n".join(lines)
-
-
-def _stamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")

@@ -13,15 +13,11 @@ from .. import keys
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import BadInput, StoreUnavailable
-from ..loop import Poller
 from ..playscan import artists_of, scan_plays
 from ..redisproc import RedisServer, redis_server_path
-from ..schedule import Schedule
 from ..simulator import SpotifySimulator
 from ..simulator.demo_script import demo_script
 from ..tokenstore import Tokens, TokenStore
-from ..tracker import PlayTracker
-
 
 # Well clear of the script's 3 s skip and its 5 s episode, so no play sits on the threshold.
 DEMO_MIN_PLAY_MS = 4_000
@@ -78,9 +74,7 @@ def _in_memory() -> "redis.Redis[str]":
 def _record(settings: Settings, client: "redis.Redis[str]", seconds: float) -> None:
     stop = threading.Event()
     parts = Parts.build(settings, stop, redis_client=client)
-    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000))
-    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
-                    stop=stop)
+    poller = parts.poller()
     print(f"recording the simulator's scripted session for {seconds:.0f}s (plays print as they happen)...", flush=True)
     worker = threading.Thread(target=poller.run, daemon=True)
     worker.start()

@@ -3,10 +3,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
 
 from ..config import Settings
 from ..errors import EX_OK, EX_UNAVAILABLE
+from ..extract import utc_iso
 from ..health import Health, gather
 
 
@@ -38,7 +38,7 @@ def render(h: Health, now: float) -> str:
     lines.append(f"rate limit:    {'cooldown ' + format(h.cooldown_remaining_s, '.0f') + 's left' if h.cooldown_remaining_s else 'none'}")
     lines.append(f"spool:         {h.spool_bytes} bytes waiting for Redis" if h.spool_bytes else "spool:         empty")
     lines.append(f"gaps:          {len(h.gaps)} recorded (plays lost from recently-played)" if h.gaps else "gaps:          none recorded")
-    lines.extend(f"  gap:         {_utc(g['start'])} to {_utc(g['end'])}, about {g['estimated_plays']} plays lost"
+    lines.extend(f"  gap:         {utc_iso(g['start'] / 1000)} to {utc_iso(g['end'] / 1000)}, about {g['estimated_plays']} plays lost"
                  for g in h.gaps)
     for key, value in h.extra.items():
         lines.append(f"{key + ':':<15}{value}")
@@ -46,15 +46,10 @@ def render(h: Health, now: float) -> str:
     return "\n".join(lines)
 
 
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
-
-
 def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
-    stamp = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
-    return f"{stamp} ({_ago(now - ts)})"
+    return f"{utc_iso(ts)} ({_ago(now - ts)})"
 
 
 def _ago(seconds: float) -> str:
