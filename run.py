@@ -3,7 +3,8 @@
 package's own imports are broken.
 
     STARTING -> RUNNING -> EXITED -> BACKOFF -> STARTING ...
-    RUNNING  -> FATAL    (child exit 78: configuration or authorization; a restart cannot help)
+    RUNNING  -> FATAL    (child exit 64, 65 or 78: usage, input, configuration or authorization;
+                          a restart cannot help)
     any      -> STOPPING -> STOPPED (SIGTERM/SIGINT/SIGHUP; exit 0, and never a restart)
 
 Arguments pass through to `python -m spotify_logger run`. Tunables come from the environment:
@@ -30,7 +31,11 @@ from typing import Mapping, Sequence
 
 EX_OK = 0
 EX_SOFTWARE = 70
+EX_USAGE = 64
+EX_DATAERR = 65
 EX_CONFIG = 78
+# Exit codes no restart can fix (sysexits.h, as spotify_logger.errors uses them).
+FATAL_EXITS = (EX_USAGE, EX_DATAERR, EX_CONFIG)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # How often systemd's watchdog is fed while we wait out a restart delay on purpose (far below
 # any sensible WatchdogSec), and how often the child is polled where pidfds are missing.
@@ -154,10 +159,11 @@ class Supervisor:
                     ran_s=round(ran, 2))
             if self.stopping:
                 break  # we asked it to stop: whatever it exited with, it is never restarted
-            if code == EX_CONFIG:
-                # EXITED -> FATAL: configuration or authorization; restarting would only spin.
-                log("child_fatal", level="error", exit_code=code, action="not restarting: fix the setting or run `spotify-logger auth`")
-                return EX_CONFIG
+            if code in FATAL_EXITS:
+                # EXITED -> FATAL: usage, configuration or authorization; restarting would only spin.
+                log("child_fatal", level="error", exit_code=code,
+                    action="not restarting: fix the arguments or setting, or run `spotify-logger auth`")
+                return code
             if code == EX_OK:
                 log("supervisor_stopped", reason="child exited cleanly")
                 return EX_OK

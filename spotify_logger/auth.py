@@ -19,7 +19,7 @@ import requests
 from .config import Settings
 from .errors import InvalidClient, InvalidGrant, TransientApiError
 from .logs import get_logger
-from .tokenstore import REFRESH_TOKEN_LIFETIME_S, TOKEN_OLD_AFTER_S, Tokens, TokenStore
+from .tokenstore import REFRESH_TOKEN_LIFETIME_S, Tokens, TokenStore
 
 log = get_logger(__name__)
 
@@ -116,7 +116,7 @@ class Authenticator:
     def _warn_if_old(self, tokens: Tokens) -> None:
         now = self.clock()
         age = tokens.age_s(now)
-        if age is None or age < TOKEN_OLD_AFTER_S:
+        if age is None or not tokens.is_old(now):
             return
         if self._old_warned_at is not None and now - self._old_warned_at < OLD_TOKEN_WARN_EVERY_S:
             return

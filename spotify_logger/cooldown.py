@@ -28,6 +28,7 @@ log = get_logger(__name__)
 DEFAULT_RETRY_AFTER_S = 5.0
 LONG_PENALTY_S = 600.0
 MAX_RETRY_AFTER_S = 86_400.0
+STATE_FILE = "cooldown.json"
 
 
 def parse_retry_after(value: str | None, now: float) -> float:
@@ -58,6 +59,11 @@ class Cooldown:
         self.redis = redis_client
         self.clock = clock
         self.until = 0.0
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path, *, redis_client: "redis.Redis[str] | None" = None,
+                     clock: Callable[[], float] = time.time) -> "Cooldown":
+        return cls(state_file=state_dir / STATE_FILE, redis_client=redis_client, clock=clock)
 
     def remaining(self) -> float:
         return max(0.0, self.until - self.clock())

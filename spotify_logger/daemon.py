@@ -62,7 +62,7 @@ class Parts:
         store = Store(redis_client if redis_client is not None else connect(settings.redis_url))
         session = make_session()
         auth = Authenticator(settings, tokens, session)
-        cooldown = Cooldown(state_file=settings.state_dir / "cooldown.json", redis_client=store.redis)
+        cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis)
         client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
         writer = Writer(store, Spool.in_state_dir(settings.state_dir))
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)

@@ -12,7 +12,7 @@ from .cooldown import Cooldown
 from .errors import SpotifyLoggerError
 from .spool import Spool
 from .store import Store, connect
-from .tokenstore import TOKEN_OLD_AFTER_S, TokenStore
+from .tokenstore import TokenStore
 
 STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval means the poller is down
 
@@ -50,22 +50,20 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
     h = Health()
     _token(settings, now, h)
     store = store or Store(connect(settings.redis_url))
-    h.redis_reachable = store.ping()
-    if h.redis_reachable:
-        try:
-            status = store.status()
-            h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
-            h.last_write_at = _ms_to_s(status.get("last_write_at"))
-            h.gaps = recent_gaps(store.redis)
-        except SpotifyLoggerError:
-            h.redis_reachable = False
-    else:
+    # Reachable means every read below answered, not just the PING: one verdict, one problem.
+    try:
+        status = store.status()
+        h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
+        h.last_write_at = _ms_to_s(status.get("last_write_at"))
+        h.gaps = recent_gaps(store.redis)
+        h.redis_reachable = True
+    except SpotifyLoggerError:
         h.problems.append("Redis is unreachable")
-    cooldown = Cooldown(state_file=settings.state_dir / "cooldown.json",
-                        redis_client=store.redis if h.redis_reachable else None, clock=lambda: now)
+    cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if h.redis_reachable else None,
+                                     clock=lambda: now)
     cooldown.load()
     h.cooldown_remaining_s = round(cooldown.remaining(), 1)
-    h.spool_bytes = Spool(settings.state_dir / "spool.jsonl").size()
+    h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
     if h.last_poll_at is not None and now - h.last_poll_at > STALE_POLL_FACTOR * settings.max_poll_interval + h.cooldown_remaining_s:
         h.poll_stale = True
         h.problems.append("no successful poll recently: is the poller running?")
@@ -85,10 +83,10 @@ def _token(settings: Settings, now: float, h: Health) -> None:
     h.token_present = True
     h.token_expires_in_s = round(tokens.expires_at - now, 1) if tokens.access_token else None
     h.authorized_at = tokens.authorized_at
-    if tokens.authorized_at:
-        age = now - tokens.authorized_at
+    age = tokens.age_s(now)
+    if age is not None:
         h.token_age_days = round(age / 86400, 1)
-        if age > TOKEN_OLD_AFTER_S:
+        if tokens.is_old(now):
             h.token_old = True
             h.problems.append(
                 "the refresh token is over 5 months old and expires 6 months after authorization: "

@@ -39,6 +39,11 @@ class Tokens:
         """Seconds since authorization; None when unknown (a token stored with --refresh-token)."""
         return None if self.authorized_at is None else now - self.authorized_at
 
+    def is_old(self, now: float) -> bool:
+        """Past 5 months: time to authorize again before Spotify ends it at 6."""
+        age = self.age_s(now)
+        return age is not None and age >= TOKEN_OLD_AFTER_S
+
     def with_refresh(self, access_token: str, expires_at: float, refresh_token: str | None,
                      scope: str | None, now: float) -> "Tokens":
         return replace(

@@ -81,6 +81,15 @@ def test_exit_78_from_the_child_is_not_restarted(sim_factory, settings_for, spaw
     assert not proc.events("restart_scheduled")
 
 
+
+def test_a_usage_error_from_the_child_is_not_restarted(spawn, tmp_path: Path) -> None:
+    """Arguments pass through to `run`, which takes none: exit 64 is final, not a restart loop."""
+    env = {**os.environ, "SPOTIFY_LOGGER_RESTART_DELAY": "0.05", "SPOTIFY_LOGGER_STATE_DIR": str(tmp_path)}
+    proc = spawn([*run_py_cmd(), "--bogus"], env)
+    assert proc.wait() == 64
+    assert len(proc.events("child_started")) == 1
+    assert proc.events("child_fatal") and not proc.events("restart_scheduled")
+
 def test_backoff_doubles_and_resets_after_a_healthy_run(sim_factory, settings_for, redis_server, spawn) -> None:
     sim = sim_factory(LONG)
     proc = start(spawn, settings_for(sim, redis_server.url), SPOTIFY_LOGGER_HEALTHY_AFTER="1.0")
