@@ -19,6 +19,7 @@ from .auth import Authenticator
 from .config import Settings
 from .cooldown import Cooldown, parse_retry_after
 from .errors import ApiError, Forbidden, NotFound, RateLimited, TransientApiError, Unauthorized
+from .extract import dict_get
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -175,7 +176,7 @@ def _error_message(resp: requests.Response) -> str:
         body = resp.json()
     except ValueError:
         return "no error body"
-    message = body.get("error", {}).get("message") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    message = dict_get(body, "error.message")
     return str(message) if message else "no error message"
 
 

@@ -21,7 +21,7 @@ from .batch import Batch
 from .errors import ApiError, AuthError, Forbidden, SpotifyLoggerError, StoreUnavailable
 from .logs import get_logger
 from .playscan import scan_plays
-from .reconcile import MATCH_SLACK_MS, Outcome, RecentItem, StoredPlay, parse_item, reconcile
+from .reconcile import MATCH_SLACK_MS, STORED_FIELDS, Outcome, RecentItem, StoredPlay, parse_item, reconcile
 from .store import Store, translate_redis_errors
 
 log = get_logger(__name__)
@@ -122,7 +122,8 @@ class Reconciler:
     def _stored_plays(self, items: list[RecentItem]) -> list[StoredPlay]:
         since = min(i.played_at for i in items) - LOOKBACK_MS
         until = max(i.played_at for i in items) + MATCH_SLACK_MS + 1
-        plays = (StoredPlay.from_hash(s, h) for s, h in scan_plays(self.store.redis, since_ms=since, until_ms=until))
+        plays = (StoredPlay.from_hash(s, h)
+                 for s, h in scan_plays(self.store.redis, STORED_FIELDS, since_ms=since, until_ms=until))
         return [p for p in plays if p is not None]
 
     def _apply(self, outcome: Outcome) -> None:
@@ -149,7 +150,8 @@ class Reconciler:
         return Gap(start=known, end=end, estimated_plays=max(1, round((end - known) * per_ms)))
 
     def _last_known_before(self, end: int) -> int | None:
-        for started_at, h in scan_plays(self.store.redis, until_ms=end, reverse=True):
+        # One play per read: the newest is almost always the answer.
+        for started_at, h in scan_plays(self.store.redis, STORED_FIELDS, until_ms=end, reverse=True, page=1):
             play = StoredPlay.from_hash(started_at, h)
             if play is not None:
                 return play.end

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 from .extract import RedisValue
 
@@ -35,7 +35,6 @@ class Batch:
     writes: tuple[PlayWrite, ...] = ()
     current: int | None = None
     keep_current: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -69,3 +68,20 @@ class Batch:
                 for w in raw["writes"]
             ),
         )
+
+
+def merge_write(stored: dict[str, str], write: PlayWrite) -> None:
+    """Apply a write to a play hash as the store's Lua script does (store.py), for code that
+    rebuilds a play without Redis: create-only writes never touch an existing play, stale writes
+    lose, ms_played never shrinks, and counted sticks once set."""
+    if write.create_only and stored:
+        return
+    seen = write.fields.get("last_seen_at")
+    if not write.create_only and seen is not None and int(seen) < int(stored.get("last_seen_at") or 0):
+        return
+    heard = int(stored.get("ms_played") or 0)
+    stored.update({k: str(v) for k, v in write.fields.items()})
+    if int(stored.get("ms_played") or 0) < heard:
+        stored["ms_played"] = str(heard)
+    if write.counted:
+        stored["counted"] = "1"

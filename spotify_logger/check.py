@@ -2,7 +2,8 @@
 
 1. Every play hash is in listening:index, and every index member has a play hash.
 2. plays:tracks[uri] and plays:artists[name] equal the number of counted plays that name them.
-3. No two plays of one uri overlap by more than their timestamps' precision (overlap.py).
+3. No two plays of one uri overlap by more than their precision (overlap.precision_ms; for a
+   play backfill created, its duration + 2 min).
 
 The play hashes are the truth: `repair` rewrites the index and the counters from them in one
 MULTI/EXEC, under WATCH, so a poller write landing meanwhile makes it start over rather than
@@ -19,8 +20,7 @@ import redis
 from . import keys
 from .errors import StoreUnavailable
 from .overlap import overlap_ms, play_end, precision_ms, tolerance_ms
-from .playscan import PlayScanner
-from .playscan import artists_of
+from .playscan import PlayScanner, artists_of
 from .store import translate_redis_errors
 
 T = TypeVar("T")
@@ -149,7 +149,8 @@ def _check_index(client: "redis.Redis[str]", report: Report) -> None:
             if uri is None:
                 continue
             start = int(member)
-            end, precision = play_end(start, fields), precision_ms(uri, fields.get("source"), _int_or_none(fields.get("duration_ms")))
+            end = play_end(start, fields)
+            precision = precision_ms(uri, fields.get("source"), keys.int_field(fields.get("duration_ms")))
             before = last.get(uri)
             if before is not None:
                 shared = overlap_ms(before[0], before[1], start, end)
@@ -169,7 +170,7 @@ def _tally(report: Report, key: str, fields: dict[str, str]) -> str | None:
     if fields.get("counted") == "1":
         report.counted += 1
         report.tracks[uri] = report.tracks.get(uri, 0) + 1
-        for artist in artists_of({"artists": fields.get("artists") or ""}):
+        for artist in artists_of(fields):
             report.artists[artist] = report.artists.get(artist, 0) + 1
     return uri
 
@@ -201,7 +202,3 @@ def _scan_play_keys(client: "redis.Redis[str]") -> Iterator[list[str]]:
 def _parts(items: list[T], size: int = 5000) -> Iterator[list[T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() else None

@@ -1,7 +1,9 @@
 """Settings: one frozen object, built from the environment once at start-up and validated there.
 
 The environment is the only source so that a systemd EnvironmentFile, a shell export and a test
-all configure the daemon the same way. Nothing else in the package reads os.environ.
+all configure the daemon the same way. No other module reads a setting from os.environ; the
+two process-level variables are read where they act: systemd's NOTIFY_SOCKET (notify.py) and
+SPOTIFY_LOGGER_DEBUG, which adds a traceback to an internal error for a bug report (cli.py).
 """
 
 from __future__ import annotations
@@ -113,10 +115,6 @@ def _shown(name: str, raw: str) -> str:
     return repr(raw)
 
 
-def _non_empty(raw: str) -> str:
-    return raw
-
-
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw)
@@ -176,11 +174,11 @@ def _log_level(raw: str) -> str:
 
 # Environment variable, Settings attribute, converter: the one list both directions read.
 _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-    ("SPOTIFY_CLIENT_ID", "client_id", _non_empty),
-    ("SPOTIFY_CLIENT_SECRET", "client_secret", _non_empty),
+    ("SPOTIFY_CLIENT_ID", "client_id", str),
+    ("SPOTIFY_CLIENT_SECRET", "client_secret", str),
     ("SPOTIFY_API_URL", "api_url", _http_url),
     ("SPOTIFY_ACCOUNTS_URL", "accounts_url", _http_url),
-    ("SPOTIFY_REDIRECT_URI", "redirect_uri", _non_empty),
+    ("SPOTIFY_REDIRECT_URI", "redirect_uri", str),
     ("REDIS_URL", "redis_url", _redis_url),
     ("SPOTIFY_LOGGER_STATE_DIR", "state_dir", _path),
     ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", _positive_float),

@@ -107,7 +107,7 @@ class Cooldown:
         # The file first: it is what a restart reads when Redis is down.
         if self.state_file is not None:
             try:
-                atomic_write(self.state_file, json.dumps({"until": self.until}).encode(), mode=0o600)
+                atomic_write(self.state_file, json.dumps({"until": self.until}).encode())
             except OSError as exc:
                 log.warning("cooldown_not_persisted", where="state_dir", error=type(exc).__name__)
         if self.redis is not None:

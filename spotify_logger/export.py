@@ -22,12 +22,7 @@ from .errors import BadInput
 from .playscan import scan_plays
 
 FORMATS = ("csv", "jsonl")
-COLUMNS: tuple[str, ...] = keys.PLAY_FIELDS if keys.PLAY_FIELDS[0] == "started_at" else ("started_at", *keys.PLAY_FIELDS)
-_INTS = {"started_at", "last_seen_at", "ended_at", "ms_played", "progress_ms", "duration_ms", "device_volume",
-         "confirmed_at", "import_ts"}
-_BOOLS = {"explicit", "is_local", "shuffle_state", "playing", "counted", "shuffle", "skipped", "offline",
-          "incognito_mode"}
-_LISTS = {"artists", "artist_ids"}
+COLUMNS = keys.PLAY_FIELDS
 
 
 def export(client: "redis.Redis[str]", out: TextIO, fmt: str, *, since_ms: int | None = None,
@@ -60,11 +55,11 @@ def _value(name: str, raw: str | None) -> Any:
     if raw is None:
         return None
     try:
-        if name in _INTS:
+        if name in keys.INT_FIELDS:
             return int(raw)
-        if name in _BOOLS:
+        if name in keys.BOOL_FIELDS:
             return {"1": True, "0": False}.get(raw, raw)
-        if name in _LISTS:
+        if name in keys.LIST_FIELDS:
             value = json.loads(raw)
             return value if isinstance(value, list) else raw
     except ValueError:

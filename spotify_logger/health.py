@@ -32,7 +32,6 @@ class Health:
     cooldown_remaining_s: float = 0.0
     spool_bytes: int = 0
     gaps: list[dict[str, int]] = field(default_factory=list)  # recorded by backfill, oldest first
-    extra: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property

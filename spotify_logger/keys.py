@@ -28,7 +28,26 @@ PLAY_FIELDS: tuple[str, ...] = (
     "platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode",
 )
 
-SOURCES = ("poll", "recently_played", "import")
+# How each PLAY_FIELDS value is stored: integers in decimal (epoch ms, ms, percent), booleans
+# "1"/"0", lists as JSON arrays; every other field is plain text.
+INT_FIELDS = frozenset({"started_at", "last_seen_at", "ended_at", "ms_played", "progress_ms", "duration_ms",
+                        "device_volume", "confirmed_at", "import_ts"})
+BOOL_FIELDS = frozenset({"explicit", "is_local", "shuffle_state", "playing", "counted", "shuffle", "skipped",
+                         "offline", "incognito_mode"})
+LIST_FIELDS = frozenset({"artists", "artist_ids"})
+
+# The values of `source`: who created the play.
+SOURCE_POLL = "poll"                # the poller (/me/player)
+SOURCE_FEED = "recently_played"     # backfill (/me/player/recently-played)
+SOURCE_IMPORT = "import"            # `import` (Spotify's history export)
+
+
+def int_field(raw: str | None) -> int | None:
+    """An INT_FIELDS value as read from a hash; None when absent or damaged."""
+    try:
+        return int(raw) if raw not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def play_key(started_at_ms: int) -> str:

@@ -49,8 +49,7 @@ class Poller:
         writer.on_progress = on_progress  # a long spool replay is progress too
         if mirror is not None:
             # The spool holds only what changed: the full state it builds on goes to disk first.
-            writer.on_spool_start = lambda: mirror.save(self.tracker.open)
-        self.last_ok_at: float | None = None
+            writer.on_spool_start = lambda: mirror.save(self.tracker.open, durable=True)
         self.hooks_ran_at: float | None = None
         # Held while a batch is written, so a warm shutdown can wait for the write to finish.
         self.write_lock = threading.Lock()
@@ -95,7 +94,6 @@ class Poller:
             landed = self.writer.write(batch)
         changed = _log_changes(batch, before, self.tracker)
         log.debug("poll_ok", playing=snap.is_playing, kind=snap.kind, progress_ms=snap.progress_ms)
-        self.last_ok_at = received_at
         self.on_progress()
         if landed:  # True only once the spool was replayed: see PollHook
             previous, self.hooks_ran_at = self.hooks_ran_at, received_at

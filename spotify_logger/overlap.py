@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+from .keys import SOURCE_FEED, SOURCE_IMPORT, int_field
+
 # Account-data records have no uri; the importer gives them one under this prefix (see
 # importer/records.py), built from the artist and track names, so the same song adds up.
 PSEUDO_URI_PREFIX = "spotify:import:"
@@ -34,14 +36,15 @@ def is_pseudo_uri(uri: str) -> bool:
     return uri.startswith(PSEUDO_URI_PREFIX)
 
 
-def precision_ms(uri: str, source: str | None, duration_ms: int | None = None) -> int:
-    if source == "recently_played" and duration_ms is not None:
+def precision_ms(uri: str, source: str | None, duration_ms: int | None) -> int:
+    """How far a play's stored interval may be off; `duration_ms` is the hash's (None if absent)."""
+    if source == SOURCE_FEED and duration_ms is not None:
         # Its interval is estimated from a played_at that may sit anywhere in the listen, so it
         # may be off by a whole track (plus the feed's slack) without being another play.
         return duration_ms + MATCH_SLACK_MS
     if is_pseudo_uri(uri):
         return ACCOUNT_PRECISION_MS
-    if source == "import":
+    if source == SOURCE_IMPORT:
         return EXTENDED_PRECISION_MS
     return BASE_TOLERANCE_MS
 
@@ -49,10 +52,10 @@ def precision_ms(uri: str, source: str | None, duration_ms: int | None = None) -
 def play_end(started_at: int, fields: Mapping[str, str]) -> int:
     """ended_at; for an open play, the last sighting; failing both, start plus time heard."""
     for name in ("ended_at", "last_seen_at"):
-        value = _int(fields.get(name))
+        value = int_field(fields.get(name))
         if value is not None and value >= started_at:
             return value
-    return started_at + (_int(fields.get("ms_played")) or 0)
+    return started_at + (int_field(fields.get("ms_played")) or 0)
 
 
 def overlap_ms(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
@@ -106,10 +109,3 @@ def align_in_order(n: int, m: int, fits: Callable[[int, int], bool],
         else:
             j += 1
     return pairs
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw not in (None, "") else None
-    except ValueError:
-        return None

@@ -80,6 +80,12 @@ class LocalTime:
         return datetime.fromtimestamp(ms / 1000, self.zone).strftime(fmt) if self.zone else \
             datetime.fromtimestamp(ms / 1000).strftime(fmt)
 
+    def span(self, since_ms: int | None, until_ms: int | None) -> str:
+        """A period for people: `2026-11-14 11:18 .. now (CET)`, open ends as "the start"/"now"."""
+        start = self.stamp(since_ms) if since_ms is not None else "the start"
+        end = self.stamp(until_ms) if until_ms is not None else "now"
+        return f"{start} .. {end} ({self.name})"
+
 
 def day_date(day: int) -> date:
     return date.fromordinal(day + _EPOCH_ORDINAL)

@@ -40,7 +40,6 @@ _PLAYLIST_ID = re.compile(r"[0-9A-Za-z]{1,64}")
 MAX_TRACKS = 100            # one replace request takes at most 100 uris
 MAX_WAIT_S = 60.0           # the longest Retry-After a one-shot run waits out
 _CLOCK_SLACK_S = 0.05       # the cooldown compares wall-clock time; stop.wait() is monotonic
-_ALL = 1_000_000            # ask stats for every ranked track: filtering happens here
 
 
 @dataclass(frozen=True)
@@ -75,9 +74,8 @@ def is_spotify_track(uri: str) -> bool:
 def select(client: "redis.Redis[str]", since_ms: int | None, until_ms: int | None, *,
            hours: tuple[int, int] | None, local: LocalTime, limit: int) -> list[Pick]:
     """The `limit` most played Spotify tracks of plays started in [since, until) and `hours`."""
-    rows = stats.top_tracks(client, since_ms, until_ms, hours=hours, tz=local, limit=_ALL, types=("track",))
-    picks = [Pick(uri, name, plays) for uri, name, plays in rows if is_spotify_track(uri)]
-    return picks[:limit]
+    rows = stats.top_tracks(client, since_ms, until_ms, hours=hours, tz=local, limit=limit, keep=is_spotify_track)
+    return [Pick(uri, name, plays) for uri, name, plays in rows]
 
 
 class Publisher:

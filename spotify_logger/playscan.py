@@ -49,19 +49,20 @@ class PlayScanner:
         return [{k: v for k, v in zip(fields, row) if isinstance(v, str)} for row in rows]
 
     def scan(self, fields: Sequence[str] | None = None, *, since_ms: int | None = None,
-             until_ms: int | None = None, reverse: bool = False,
-             include_missing: bool = False) -> Iterator[tuple[str, dict[str, str]]]:
+             until_ms: int | None = None, reverse: bool = False, include_missing: bool = False,
+             page: int = PAGE) -> Iterator[tuple[str, dict[str, str]]]:
         """(index member, fields) for the plays started in [since_ms, until_ms), oldest first
-        unless reverse. `fields` None reads whole hashes. Members whose hash is gone are
-        skipped, or yielded with {} when include_missing."""
+        unless reverse, read `page` plays at a time (1 when only the first is wanted). `fields`
+        None reads whole hashes. Members whose hash is gone are skipped, or yielded with {}
+        when include_missing."""
         low: str = str(since_ms) if since_ms is not None else "-inf"
         high: str = f"({until_ms}" if until_ms is not None else "+inf"
         while True:
             with translate_redis_errors():
                 if reverse:
-                    members = self.client.zrevrangebyscore(keys.INDEX, high, low, start=0, num=PAGE)
+                    members = self.client.zrevrangebyscore(keys.INDEX, high, low, start=0, num=page)
                 else:
-                    members = self.client.zrangebyscore(keys.INDEX, low, high, start=0, num=PAGE)
+                    members = self.client.zrangebyscore(keys.INDEX, low, high, start=0, num=page)
             if not members:
                 return
             for member, row in zip(members, self.read(members, fields)):
@@ -73,14 +74,16 @@ class PlayScanner:
                 high = f"({last}"
             else:
                 low = f"({last}"
-            if len(members) < PAGE:
+            if len(members) < page:
                 return
 
 
 def scan_plays(client: "redis.Redis[str]", fields: Sequence[str] | None = None, *, since_ms: int | None = None,
-               until_ms: int | None = None, reverse: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+               until_ms: int | None = None, reverse: bool = False,
+               page: int = PAGE) -> Iterator[tuple[int, dict[str, str]]]:
     """(started_at, hash) in time order; `fields` None for whole hashes."""
-    for member, row in PlayScanner(client).scan(fields, since_ms=since_ms, until_ms=until_ms, reverse=reverse):
+    for member, row in PlayScanner(client).scan(fields, since_ms=since_ms, until_ms=until_ms, reverse=reverse,
+                                                page=page):
         if member.isdigit():
             yield int(member), row
 

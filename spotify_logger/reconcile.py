@@ -19,10 +19,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .batch import PlayWrite
 from .extract import dict_get, extract, iso_to_ms, redis_convert
-from .overlap import MATCH_SLACK_MS, align_in_order, feed_window
+from .keys import SOURCE_FEED, int_field
+from .overlap import MATCH_SLACK_MS, align_in_order, feed_window, play_end
 
-__all__ = ["MATCH_SLACK_MS", "Outcome", "RecentItem", "StoredPlay", "align", "new_play", "parse_item",
-           "parse_played_at", "reconcile"]
+__all__ = ["MATCH_SLACK_MS", "STORED_FIELDS", "Outcome", "RecentItem", "StoredPlay", "align", "new_play",
+           "parse_item", "reconcile"]
+
+# The hash fields StoredPlay.from_hash reads (overlap.play_end's included).
+STORED_FIELDS = ("uri", "ended_at", "last_seen_at", "ms_played", "duration_ms", "counted", "confirmed_at")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class RecentItem:
 class StoredPlay:
     started_at: int
     uri: str
-    end: int                  # ended_at, or last_seen_at while the play is open
+    end: int                  # overlap.play_end: ended_at, or last_seen_at while the play is open
     duration_ms: int
     counted: bool
     confirmed_at: int | None
@@ -53,9 +57,9 @@ class StoredPlay:
         uri = h.get("uri")
         if not uri:
             return None
-        end = _int(h.get("ended_at")) or _int(h.get("last_seen_at")) or started_at
-        return cls(started_at=started_at, uri=uri, end=end, duration_ms=_int(h.get("duration_ms")) or 0,
-                   counted=h.get("counted") == "1", confirmed_at=_int(h.get("confirmed_at")))
+        return cls(started_at=started_at, uri=uri, end=play_end(started_at, h),
+                   duration_ms=int_field(h.get("duration_ms")) or 0, counted=h.get("counted") == "1",
+                   confirmed_at=int_field(h.get("confirmed_at")))
 
     def window(self) -> tuple[int, int]:
         """Where an item of this play may say it was played."""
@@ -79,7 +83,7 @@ class Outcome:
 
 def parse_item(raw: Any) -> RecentItem | None:
     """A PlayHistoryObject to a RecentItem; None when it lacks a uri, duration or played_at."""
-    played_at = parse_played_at(dict_get(raw, "played_at"))
+    played_at = iso_to_ms(dict_get(raw, "played_at"))
     # The feed item carries a TrackObject and a context: the same shapes as a /me/player body,
     # so extract() maps them to the very field names the poller writes.
     snap = extract({"item": dict_get(raw, "track"), "context": dict_get(raw, "context")})
@@ -90,17 +94,12 @@ def parse_item(raw: Any) -> RecentItem | None:
     return RecentItem(played_at=played_at, uri=snap.uri, duration_ms=snap.duration_ms, fields=fields)
 
 
-def parse_played_at(raw: Any) -> int | None:
-    """played_at (`2026-02-25T20:15:20.497Z`, milliseconds optional) to epoch ms."""
-    return iso_to_ms(raw)
-
-
 def new_play(started_at: int, item: RecentItem) -> PlayWrite:
     """A play the poller never saw. Spotify lists only plays over 30 s, so it counts; how long
     it was heard is unknown, so ms_played and progress_ms stay absent."""
     values = dict(item.fields)
     values.update(started_at=started_at, ended_at=item.played_at, duration_ms=item.duration_ms,
-                  uri=item.uri, playing=False, counted=True, source="recently_played",
+                  uri=item.uri, playing=False, counted=True, source=SOURCE_FEED,
                   confirmed_at=item.played_at)
     return PlayWrite(started_at=started_at, fields=redis_convert(values), uri=item.uri,
                      artists=item.artists, counted=True, create_only=True)
@@ -161,10 +160,3 @@ def _free_key(started_at: int, taken: set[int]) -> int:
         started_at += 1
     taken.add(started_at)
     return started_at
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw not in (None, "") else None
-    except ValueError:
-        return None

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .batch import Batch
+from .batch import Batch, merge_write
 from .errors import EX_TEMPFAIL, SpotifyLoggerError
 from .fsutil import fsync_dir
 from .logs import get_logger
@@ -109,16 +109,10 @@ class Spool:
             if not batch.keep_current:
                 current = batch.current
             for w in batch.writes:
-                # The same rules as the store's script: stale writes lose, counted sticks.
                 h = plays.setdefault(w.started_at, {})
-                seen = w.fields.get("last_seen_at")
-                if h and seen is not None and int(seen) < int(h.get("last_seen_at", 0)):
-                    continue
-                h.update({k: str(v) for k, v in w.fields.items()})
+                merge_write(h, w)
                 h.setdefault("uri", w.uri)
                 h.setdefault("artists", json.dumps(list(w.artists), ensure_ascii=False))
-                if w.counted:
-                    h["counted"] = "1"
         found = plays.get(current) if current is not None else None
         if not found or "ended_at" in found or "last_seen_at" not in found:
             return None

@@ -10,14 +10,13 @@ plays:tracks / plays:artists counters instead.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable
 
 import redis
 
 from . import keys
 from .periods import DAY_MS, HOUR_MS, LocalTime, day_date, weekday
-from .playscan import PAGE, PlayScanner, scan_plays
-from .playscan import artists_of
+from .playscan import PAGE, PlayScanner, artists_of, scan_plays
 from .store import translate_redis_errors
 
 KINDS = ("tracks", "artists", "albums")
@@ -47,38 +46,32 @@ class CountRow:
     last_at: int | None
 
 
-_ITEM = ("uri", "name", "artists", "show", "counted", "ms_played")
 _RANK_FIELDS = {"tracks": ("uri", "name", "counted", "ms_played"), "artists": ("artists", "counted", "ms_played"),
                 "albums": ("album", "album_id", "artists", "counted", "ms_played")}
 
 
-def plays(client: "redis.Redis[str]", since_ms: int | None, until_ms: int | None,
-          fields: tuple[str, ...] = _ITEM) -> Iterator[tuple[int, dict[str, str]]]:
-    return scan_plays(client, fields, since_ms=since_ms, until_ms=until_ms)
-
-
 def top(client: "redis.Redis[str]", kind: str, since_ms: int | None = None, until_ms: int | None = None, *,
         limit: int = 10, hours: tuple[int, int] | None = None, local: LocalTime | None = None,
-        types: tuple[str, ...] | None = None, who: bool = True) -> list[Row]:
+        keep: Callable[[str], bool] | None = None, who: bool = True) -> list[Row]:
     """The `limit` most played tracks, artists or albums among plays started in [since, until),
     and, with `hours=(7, 12)`, at a local hour h with 7 <= h < 12 (wrapping past midnight).
-    `who` False leaves Row.artists empty (one read less per winner)."""
-    if kind != "albums" and since_ms is None and until_ms is None and hours is None and types is None:
+    `keep` ranks only the keys (uris, for tracks) it accepts; `who` False leaves Row.artists
+    empty (one read less per winner)."""
+    if kind != "albums" and since_ms is None and until_ms is None and hours is None and keep is None:
         return _top_from_counters(client, kind, limit)
     local = local or LocalTime()
     rows: dict[str, Row] = {}
     # Only the fields the ranking needs are read (Redis time grows with them); who to show next
     # to a winner is read afterwards from one of its plays.
-    needed = _RANK_FIELDS[kind] + (("type",) if types is not None else ())
     sample: dict[str, int] = {}
-    for started_at, fields in plays(client, since_ms, until_ms, needed):
+    for started_at, fields in scan_plays(client, _RANK_FIELDS[kind], since_ms=since_ms, until_ms=until_ms):
         if hours is not None and not in_hours(local.hour(started_at), hours):
-            continue
-        if types is not None and fields.get("type") not in types:
             continue
         counted = fields.get("counted") == "1"
         ms = _int(fields.get("ms_played"))
         for key, name in _keys(kind, fields):
+            if keep is not None and not keep(key):
+                continue
             row = rows.get(key)
             if row is None:
                 row = rows[key] = Row(key=key, name=name, artists=[], plays=0, ms_played=0)
@@ -98,12 +91,12 @@ def top(client: "redis.Redis[str]", kind: str, since_ms: int | None = None, unti
 
 def top_tracks(client: "redis.Redis[str]", since_ms: int | None, until_ms: int | None, *,
                hours: tuple[int, int] | None = None, tz: str | LocalTime | None = None, limit: int = 10,
-               types: tuple[str, ...] | None = ("track",)) -> list[tuple[str, str, int]]:
-    """(uri, name, counted plays) of the top tracks of a period and local-hours window; for
-    callers such as a weekly playlist. Episodes are left out unless `types` says otherwise."""
+               keep: Callable[[str], bool] | None = None) -> list[tuple[str, str, int]]:
+    """(uri, name, counted plays) of the top tracks of a period and local-hours window, among
+    the uris `keep` accepts (all by default); for callers such as a weekly playlist."""
     local = tz if isinstance(tz, LocalTime) else LocalTime(tz)
     return [(r.key, r.name, r.plays) for r in top(client, "tracks", since_ms, until_ms, limit=limit, hours=hours,
-                                                  local=local, types=types, who=False)]
+                                                  local=local, keep=keep, who=False)]
 
 
 def in_hours(hour: int, window: tuple[int, int]) -> bool:
@@ -117,7 +110,8 @@ def count(client: "redis.Redis[str]", query: str, since_ms: int | None = None,
     exact = query if query.startswith("spotify:") else None
     needle = query.casefold()
     rows: dict[str, CountRow] = {}
-    for started_at, fields in plays(client, since_ms, until_ms):
+    for started_at, fields in scan_plays(client, ("uri", "name", "artists", "counted", "ms_played"),
+                                         since_ms=since_ms, until_ms=until_ms):
         uri = fields.get("uri", "")
         name = fields.get("name") or uri
         artists = artists_of(fields)
@@ -145,7 +139,7 @@ def listening_time(client: "redis.Redis[str]", since_ms: int | None, until_ms: i
     put in the hour it began."""
     hours, weekdays = [0] * 24, [0] * 7
     days: dict[int, int] = {}
-    for started_at, fields in plays(client, since_ms, until_ms, ("ms_played",)):
+    for started_at, fields in scan_plays(client, ("ms_played",), since_ms=since_ms, until_ms=until_ms):
         remaining, at = _int(fields.get("ms_played")), started_at
         while remaining > 0:
             here = local.local_ms(at)
@@ -170,7 +164,7 @@ def streaks(client: "redis.Redis[str]", since_ms: int | None, until_ms: int | No
             now_ms: int) -> tuple[Streak, Streak]:
     """(longest, current) runs of consecutive local days with at least one counted play. The
     current run is the one that ends today, or yesterday when today has no play yet."""
-    listened = sorted({local.day(s) for s, f in plays(client, since_ms, until_ms, ("counted",))
+    listened = sorted({local.day(s) for s, f in scan_plays(client, ("counted",), since_ms=since_ms, until_ms=until_ms)
                        if f.get("counted") == "1"})
     longest, current = Streak(0, None, None), Streak(0, None, None)
     run_start = None

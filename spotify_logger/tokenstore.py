@@ -57,9 +57,6 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     @contextmanager
     def refresh_lock(self) -> Iterator[None]:
         """An exclusive lock shared by every process using this token file (released on exit)."""
@@ -110,7 +107,7 @@ class TokenStore:
 
     def save(self, tokens: Tokens) -> None:
         try:
-            atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"), mode=0o600)
+            atomic_write(self.path, json.dumps(asdict(tokens), indent=2).encode("utf-8"))
         except OSError as exc:
             message = f"cannot write the token file {self.path}: {exc.strerror or exc}"
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):

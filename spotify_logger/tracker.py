@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import keys
 from .batch import Batch, PlayWrite
 from .extract import RedisValue, Snapshot, redis_convert
 
@@ -111,10 +112,10 @@ class PlayTracker:
         op = self.open
         assert op is not None
         if snap.private_session:
-            remaining = None if op.duration_ms is None else op.duration_ms - op.progress_ms
-            if op.playing and remaining is not None and 0 <= remaining <= now - op.last_seen_at:
+            natural_end = self._reached_end(op, by=now)
+            if natural_end is not None:
                 # It had time to reach its natural end before the private session began.
-                writes.extend(self._finish(op, ended_at=op.last_seen_at + remaining))
+                writes.extend(self._finish(op, ended_at=natural_end))
                 return
             # Otherwise the session may be this very item carrying on in private: a pause as far
             # as the log goes. Nothing heard in it is credited, and if the item carries on
@@ -154,14 +155,19 @@ class PlayTracker:
         op.item = snap.item_fields()
         op.duration_ms = snap.duration_ms or op.duration_ms
 
+    @staticmethod
+    def _reached_end(op: OpenPlay, *, by: int) -> int | None:
+        """When a play last seen playing reached its natural end, if it had time to by then."""
+        if not op.playing or op.duration_ms is None:
+            return None
+        remaining = op.duration_ms - op.progress_ms
+        return op.last_seen_at + remaining if 0 <= remaining <= by - op.last_seen_at else None
+
     def _natural_end(self, op: OpenPlay) -> int:
         """Where a play that stopped unseen ended: at its natural end if it had time to reach it
         before we saw playback stopped, otherwise where we last saw it."""
-        if op.playing and op.duration_ms is not None and op.stopped_seen_at is not None:
-            remaining = op.duration_ms - op.progress_ms
-            if 0 <= remaining <= op.stopped_seen_at - op.last_seen_at:
-                return op.last_seen_at + remaining
-        return op.last_seen_at
+        reached = None if op.stopped_seen_at is None else self._reached_end(op, by=op.stopped_seen_at)
+        return op.last_seen_at if reached is None else reached
 
     def _finish(self, op: OpenPlay, *, ended_at: int) -> list[PlayWrite]:
         if op.playing:
@@ -180,7 +186,7 @@ class PlayTracker:
         values.update(
             started_at=op.started_at, last_seen_at=op.last_seen_at, ended_at=ended_at,
             ms_played=op.ms_played, progress_ms=op.progress_ms, duration_ms=op.duration_ms,
-            uri=op.uri, playing=op.playing, counted=op.counted, source="poll",
+            uri=op.uri, playing=op.playing, counted=op.counted, source=keys.SOURCE_POLL,
         )
         full = redis_convert(values)
         changed = {k: v for k, v in full.items() if op.written.get(k) != str(v) and op.written.get(k) != v}

@@ -13,7 +13,7 @@ import sys
 
 from ..config import Settings
 from ..errors import EX_DATAERR, EX_OK, EX_TEMPFAIL
-from ..importer import run_import
+from ..importer import import_sources
 from ..importer.progress import Progress
 from ..importer.sources import resolve
 from ..spool import require_empty
@@ -35,8 +35,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         # Polled plays still in the spool are not in Redis: their records would be added, not confirmed.
         require_empty(settings.state_dir)
     bar = Progress(sum(s.size for s in sources))
-    summary = run_import(connect(settings.redis_url), args.paths, min_play_ms=settings.min_play_ms,
-                         dry_run=args.dry_run, include_incognito=args.include_incognito, progress=bar)
+    summary = import_sources(connect(settings.redis_url), sources, min_play_ms=settings.min_play_ms,
+                             dry_run=args.dry_run, include_incognito=args.include_incognito, progress=bar)
     for line in summary.render_problems():
         print(line, file=sys.stderr)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())

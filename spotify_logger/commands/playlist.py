@@ -89,9 +89,7 @@ def _hours_text(hours: tuple[int, int]) -> str:
 
 
 def _label(hours: tuple[int, int], since_ms: int | None, until_ms: int | None, local: LocalTime) -> str:
-    start = local.stamp(since_ms) if since_ms is not None else "the start"
-    end = local.stamp(until_ms) if until_ms is not None else "now"
-    return f"plays started {_hours_text(hours)}, {start} .. {end} {local.name}"
+    return f"plays started {_hours_text(hours)}, {local.span(since_ms, until_ms)}"
 
 
 def _limit(raw: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from .. import stats
 from ..config import Settings
 from ..errors import EX_OK
-from ..periods import LocalTime, day_date, parse_hours, period
+from ..periods import LocalTime, day_date, parse_hours, period, weekday
 from ..store import connect
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -69,7 +69,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             days = _all_days(by_day)
             _out(args, {**head, "minutes": {day_date(d).isoformat(): round(ms / 60000, 1) for d, ms in days}},
                  lambda: _histogram(f"minutes per day, {label}",
-                                    [f"{day_date(d).isoformat()} {_WEEKDAYS[(d + 3) % 7]}" for d, _ in days],
+                                    [f"{day_date(d).isoformat()} {_WEEKDAYS[weekday(d)]}" for d, _ in days],
                                     [ms for _, ms in days], minutes=True))
     return EX_OK
 
@@ -129,9 +129,7 @@ def _streak(s: stats.Streak) -> str:
 def _period_label(since_ms: int | None, until_ms: int | None, local: LocalTime) -> str:
     if since_ms is None and until_ms is None:
         return f"all time ({local.name})"
-    start = local.stamp(since_ms) if since_ms is not None else "the start"
-    end = local.stamp(until_ms) if until_ms is not None else "now"
-    return f"{start} .. {end} ({local.name})"
+    return local.span(since_ms, until_ms)
 
 
 def _duration(ms: int) -> str:

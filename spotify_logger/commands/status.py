@@ -40,8 +40,6 @@ def render(h: Health, now: float) -> str:
     lines.append(f"gaps:          {len(h.gaps)} recorded (plays lost from recently-played)" if h.gaps else "gaps:          none recorded")
     lines.extend(f"  gap:         {utc_iso(g['start'] / 1000)} to {utc_iso(g['end'] / 1000)}, about {g['estimated_plays']} plays lost"
                  for g in h.gaps)
-    for key, value in h.extra.items():
-        lines.append(f"{key + ':':<15}{value}")
     lines.extend(f"problem:       {p}" for p in h.problems)
     return "\n".join(lines)
 

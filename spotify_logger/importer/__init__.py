@@ -24,17 +24,23 @@ from .sources import Source, resolve
 from .summary import Summary
 from .timeline import LOOKBACK_MS, Timeline
 
-__all__ = ["CHUNK", "Summary", "run_import"]
+__all__ = ["CHUNK", "Summary", "import_sources", "run_import"]
 
 CHUNK = 500
 
 
 def run_import(client: "redis.Redis[str]", paths: Sequence[str | Path], *, min_play_ms: int,
-               dry_run: bool = False, include_incognito: bool = False, progress: Progress | None = None,
-               now_ms: int | None = None) -> Summary:
+               dry_run: bool = False, include_incognito: bool = False, now_ms: int | None = None) -> Summary:
     """Import every history file under `paths`. Bad paths raise BadInput before anything is
     written; bad files and records are listed in the summary and the rest is imported."""
-    sources = resolve(paths)
+    return import_sources(client, resolve(paths), min_play_ms=min_play_ms, dry_run=dry_run,
+                          include_incognito=include_incognito, now_ms=now_ms)
+
+
+def import_sources(client: "redis.Redis[str]", sources: Sequence[Source], *, min_play_ms: int,
+                   dry_run: bool = False, include_incognito: bool = False, progress: Progress | None = None,
+                   now_ms: int | None = None) -> Summary:
+    """run_import of files already resolved (sources.resolve), drawing `progress` if given."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     summary = Summary(dry_run=dry_run)
     importer = _Importer(client, summary, min_play_ms=min_play_ms, dry_run=dry_run)

@@ -9,7 +9,9 @@
 - A play backfill created is stored as [played_at - duration, played_at], and played_at can
   lie anywhere from the play's start to a minute late: its interval says little. A record left
   unmatched confirms it when its ts falls in the play's feed window (overlap.feed_window, the
-  one backfill matches with), paired in time order as backfill pairs (overlap.align_in_order).
+  one backfill matches with: [started_at - 2 min, end + duration_ms + 2 min], end - started_at
+  standing in for a missing duration_ms) widened by the record's precision on both sides, paired
+  in time order as backfill pairs (overlap.align_in_order).
 - `confirmed_at` is backfill's (the played_at it binds its feed item by): never written here.
 - Otherwise it is a new play, keyed by ts - ms_played; when another item already holds that
   millisecond, the next free one, so skipped tracks ending in the same second are all kept.
@@ -26,12 +28,12 @@ from typing import Iterable
 
 from ..batch import PlayWrite
 from ..extract import RedisValue
+from ..keys import SOURCE_FEED, SOURCE_IMPORT
 from ..overlap import FEED_MIN_PLAY_MS, MATCH_SLACK_MS, align_in_order, feed_window, overlap_ms, tolerance_ms
 from .records import Record
 from .timeline import LOOKBACK_MS, Known, Timeline
 
 MAX_PROBE_MS = 1_000  # how many milliseconds past ts - ms_played a record may move for a free key
-FEED = "recently_played"
 
 
 @dataclass
@@ -58,26 +60,30 @@ class Planner:
         """Records in started_at order, spanning at most a few hours more than LOOKBACK_MS."""
         out = ChunkPlan()
         lo = min(r.started_at for r in records) - LOOKBACK_MS
-        # A backfilled play may start after the record ended (a late played_at): read those too.
-        hi = max(r.ended_at for r in records) + max(MAX_PROBE_MS, MATCH_SLACK_MS)
+        # A backfilled play may start after the record ended (a late played_at; see _fits): read
+        # those too. The probed keys (under started_at + MAX_PROBE_MS <= ended_at + precision) are in.
+        hi = max(r.ended_at + r.precision for r in records) + MATCH_SLACK_MS
         self.timeline.cover(lo, hi)
         fresh: list[Record] = []
+        first_free: list[int | None] = []
         for i, rec in enumerate(records):
-            if self._stored(rec) or (i and _same(records[i - 1], rec)):
+            stored, free = self._probe(rec)
+            if stored or (i and _same(records[i - 1], rec)):
                 out.duplicates += 1
             else:
                 fresh.append(rec)
+                first_free.append(free)
         matches = self._match(fresh)
         for i, rec in enumerate(fresh):
             match = matches.get(i)
             if match is not None:
-                if match.source == "import":
+                if match.source == SOURCE_IMPORT:
                     out.duplicates += 1
                 else:
                     out.confirmed += 1
                     self._confirm(rec, match, out)
                 continue
-            key = self._free_key(rec)
+            key = self._still_free(rec, first_free[i])
             if key is None:
                 out.collisions += 1
                 continue
@@ -88,14 +94,14 @@ class Planner:
                 artists=(rec.artist,) if rec.artist else (), counted=counted, create_only=True,
             ))
             self.timeline.add(Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=rec.name_key,
-                                    source="import", ms_played=rec.ms_played, import_ts=None,
+                                    source=SOURCE_IMPORT, ms_played=rec.ms_played, import_ts=None,
                                     precision=rec.precision, pseudo=rec.pseudo))
         return out
 
     def _match(self, records: list[Record]) -> dict[int, Known]:
         """Pair records with the stored plays they overlap, one to one, largest overlaps first, so
         a record that only grazes a play (its neighbour's) cannot take it from the right one."""
-        by_uri, by_name = _candidates(k for k in self.timeline.plays.values() if k.source != FEED)
+        by_uri, by_name = _candidates(k for k in self.timeline.plays.values() if k.source != SOURCE_FEED)
         pairs = []
         for i, rec in enumerate(records):
             same_name = by_name.get(rec.name_key, ()) if rec.name_key else ()
@@ -117,7 +123,7 @@ class Planner:
         """Pair the records still unmatched with the plays backfill created: by uri, then (for
         account data) by name, in time order, most pairs first, then records the feed would list
         (over 30 s), then the ts nearest each played_at."""
-        feed = sorted((k for k in self.timeline.plays.values() if k.source == FEED), key=lambda k: k.started_at)
+        feed = sorted((k for k in self.timeline.plays.values() if k.source == SOURCE_FEED), key=lambda k: k.started_at)
         if not feed:
             return
         for by_name in (False, True):
@@ -134,20 +140,26 @@ class Planner:
                     matched[i] = known
                     taken.add(known.started_at)
 
-    def _stored(self, rec: Record) -> bool:
-        """This record was imported already: same uri and ms_played at its key (or a probed one)."""
+    def _probe(self, rec: Record) -> tuple[bool, int | None]:
+        """(imported already?, first free key), walking the keys from ts - ms_played on: an
+        import of the same uri and ms_played at one of them, before a free one, is this record."""
         for key in range(rec.started_at, rec.started_at + MAX_PROBE_MS):
             known = self.timeline.at(key)
             if known is None:
-                return False
-            if known.source == "import" and known.uri == rec.uri and known.ms_played == rec.ms_played:
-                return True
-        return False
+                return False, key
+            if known.source == SOURCE_IMPORT and known.uri == rec.uri and known.ms_played == rec.ms_played:
+                return True, None
+        return False, None
 
-    def _free_key(self, rec: Record) -> int | None:
-        for key in range(rec.started_at, rec.started_at + MAX_PROBE_MS):
+    def _still_free(self, rec: Record, key: int | None) -> int | None:
+        """The first free key from the probed one on: a record planned since may have taken it
+        (the keys before it were taken already, and plays are only added while planning)."""
+        if key is None:
+            return None
+        while key < rec.started_at + MAX_PROBE_MS:
             if self.timeline.at(key) is None:
                 return key
+            key += 1
         return None
 
     def _confirm(self, rec: Record, play: Known, out: ChunkPlan) -> None:
@@ -167,7 +179,7 @@ def _candidates(plays: Iterable[Known]) -> tuple[dict[str, list[Known]], dict[tu
     by_uri: dict[str, list[Known]] = {}
     by_name: dict[tuple[str, str], list[Known]] = {}
     for known in plays:
-        if known.source != "import":
+        if known.source != SOURCE_IMPORT:
             by_uri.setdefault(known.uri, []).append(known)
         if known.name_key:
             by_name.setdefault(known.name_key, []).append(known)

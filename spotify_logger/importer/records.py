@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..extract import RedisValue, iso_to_ms
+from ..keys import SOURCE_IMPORT
 from ..overlap import ACCOUNT_PRECISION_MS, EXTENDED_PRECISION_MS, PSEUDO_URI_PREFIX
 
 EXTRA_FIELDS = ("platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode")
@@ -62,7 +63,7 @@ class Record:
         out: dict[str, RedisValue] = {
             "started_at": started_at, "ended_at": self.ended_at, "ms_played": self.ms_played,
             "type": self.kind, "uri": self.uri, "is_local": "1" if local else "0", "playing": "0",
-            "counted": "1" if counted else "0", "source": "import",
+            "counted": "1" if counted else "0", "source": SOURCE_IMPORT,
         }
         if not (self.pseudo or local):
             out["id"] = self.uri.rsplit(":", 1)[-1]

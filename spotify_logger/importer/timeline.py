@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import redis
 
+from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
-from ..playscan import PlayScanner
-from ..playscan import artists_of
+from ..playscan import PlayScanner, artists_of
 from .records import name_key
 
 LOOKBACK_MS = 12 * 3600 * 1000   # a stored play that started this long before a record may still overlap it
@@ -42,11 +42,12 @@ class Known:
         uri = h.get("uri") or ""
         artists = artists_of(h)
         by = h.get("show") if h.get("type") == "episode" else (artists[0] if artists else None)
+        duration_ms = int_field(h.get("duration_ms"))
         return cls(started_at=started_at, end=play_end(started_at, h), uri=uri,
                    name_key=name_key(h.get("name"), by), source=h.get("source"),
-                   ms_played=_int(h.get("ms_played")), import_ts=_int(h.get("import_ts")),
-                   precision=precision_ms(uri, h.get("source")), pseudo=is_pseudo_uri(uri),
-                   duration_ms=_int(h.get("duration_ms")))
+                   ms_played=int_field(h.get("ms_played")), import_ts=int_field(h.get("import_ts")),
+                   precision=precision_ms(uri, h.get("source"), duration_ms), pseudo=is_pseudo_uri(uri),
+                   duration_ms=duration_ms)
 
 
 class Timeline:
@@ -88,7 +89,3 @@ class Timeline:
                 for known in self._planned.get(day, ()):
                     if (lo < known.started_at if exclusive else lo <= known.started_at) and known.started_at <= hi:
                         self.plays[known.started_at] = known
-
-
-def _int(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
