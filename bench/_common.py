@@ -1,8 +1,9 @@
-"""Shared helpers for the bench scripts: a throwaway redis-server, a simulator wired to settings,
-a realistic catalogue, and /proc readings of another process."""
+"""Shared helpers for the bench scripts: a throwaway redis-server in a temporary directory, a
+simulator wired to settings, a realistic catalogue, and /proc readings of another process."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/NAME.py` from a checkout without an install
@@ -41,12 +42,15 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix=f"spotify-logger-bench-{prefix}-")
-
-
-def start_redis(directory: Path) -> RedisServer:
-    return RedisServer(directory).start()
+@contextlib.contextmanager
+def redis_server(prefix: str) -> Iterator[tuple[Path, RedisServer]]:
+    """A temporary directory and a redis-server keeping its data there; both gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"spotify-logger-bench-{prefix}-") as tmp:
+        server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            yield Path(tmp), server
+        finally:
+            server.stop(save=False)
 
 
 def settings_for(sim: "SpotifySimulator", redis_url: str, state_dir: Path, **overrides: Any) -> Settings:
@@ -63,18 +67,7 @@ def settings_for(sim: "SpotifySimulator", redis_url: str, state_dir: Path, **ove
 def env_for(settings: Settings) -> dict[str, str]:
     """The environment that makes `python -m spotify_logger run` use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "REDIS_URL", "NOTIFY_SOCKET"))}
-    env.update(
-        SPOTIFY_CLIENT_ID=settings.client_id or "", SPOTIFY_API_URL=settings.api_url,
-        SPOTIFY_ACCOUNTS_URL=settings.accounts_url, REDIS_URL=settings.redis_url,
-        SPOTIFY_LOGGER_STATE_DIR=str(settings.state_dir),
-        SPOTIFY_LOGGER_POLL_INTERVAL=repr(settings.poll_interval),
-        SPOTIFY_LOGGER_MAX_POLL_INTERVAL=repr(settings.max_poll_interval),
-        SPOTIFY_LOGGER_MIN_PLAY_MS=str(settings.min_play_ms),
-        SPOTIFY_LOGGER_END_GRACE=repr(settings.end_grace_s),
-        SPOTIFY_LOGGER_RECONCILE_INTERVAL=repr(settings.reconcile_interval_s),
-        SPOTIFY_LOGGER_LOG_FORMAT=settings.log_format, SPOTIFY_LOGGER_LOG_LEVEL=settings.log_level,
-        PYTHONPATH=str(ROOT),
-    )
+    env.update(settings.to_env(), PYTHONPATH=str(ROOT))  # every setting, so nothing drifts from Settings
     return env
 
 

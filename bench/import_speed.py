@@ -88,8 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     importer.CHUNK = args.chunk
     print(f"machine: {common.machine()}")
-    with common.temp_dir("import") as tmp:
-        folder = Path(tmp) / "export"
+    with common.redis_server("import") as (tmp, server):
+        folder = tmp / "export"
         folder.mkdir()
         started = time.perf_counter()
         paths = synthetic_export(folder, args.records)
@@ -97,23 +97,19 @@ def main() -> None:
         print(f"export: {args.records:,} records in {len(paths)} files, {size:.0f} MB "
               f"(generated in {time.perf_counter() - started:.1f} s); chunk {args.chunk} writes per Lua call; "
               f"peak RSS {_rss_mb():.0f} MB")
-        server = common.start_redis(Path(tmp) / "redis")
-        try:
-            client = server.client()
-            print(f"redis-server {common.redis_version(client)} on loopback")
-            first = timed("import (empty store)", client, folder)
-            timed("re-import (all dupes)", client, folder)
-            started = time.perf_counter()
-            report = check(client)
-            print(f"{'check':<22} {time.perf_counter() - started:7.2f} s  ok={report.ok} "
-                  f"plays={report.plays:,} counted={report.counted:,} (counted on import: {first.added_counted:,})")
-            print(f"redis used_memory: {int(client.info('memory')['used_memory']) / 1e6:.0f} MB")
-            # Last, on an empty store again: a dry run keeps the plays it would add in memory
-            # (to predict the real run exactly), which would hide the real import's peak RSS.
-            client.flushdb()
-            timed("dry run (empty store)", client, folder, dry_run=True)
-        finally:
-            server.stop(save=False)
+        client = server.client()
+        print(f"redis-server {common.redis_version(client)} on loopback")
+        first = timed("import (empty store)", client, folder)
+        timed("re-import (all dupes)", client, folder)
+        started = time.perf_counter()
+        report = check(client)
+        print(f"{'check':<22} {time.perf_counter() - started:7.2f} s  ok={report.ok} "
+              f"plays={report.plays:,} counted={report.counted:,} (counted on import: {first.added_counted:,})")
+        print(f"redis used_memory: {int(client.info('memory')['used_memory']) / 1e6:.0f} MB")
+        # Last, on an empty store again: a dry run keeps the plays it would add in memory
+        # (to predict the real run exactly), which would hide the real import's peak RSS.
+        client.flushdb()
+        timed("dry run (empty store)", client, folder, dry_run=True)
 
 
 if __name__ == "__main__":

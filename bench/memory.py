@@ -25,7 +25,6 @@ import re
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterator
 
 import _common as common
@@ -33,7 +32,7 @@ from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.extract import extract
 from spotify_logger.simulator.items import Item, fake_id
-from spotify_logger.simulator.objects import context_object, item_object, show_uri
+from spotify_logger.simulator.objects import context_object, device_object, item_object, show_uri
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
 
@@ -61,9 +60,7 @@ def bodies(count: int, seed: int) -> Iterator[tuple[dict[str, Any], int, int]]:
         name, kind = rng.choice(common.devices())
         context = show_uri(item) if item.kind == "episode" else rng.choice(contexts)
         body = {
-            "device": {"id": fake_id("device:" + name, 40), "is_active": True, "is_private_session": False,
-                       "is_restricted": False, "name": name, "type": kind, "supports_volume": True,
-                       "volume_percent": rng.choice((30, 45, 50, 65, 80, 100))},
+            "device": device_object(name, kind=kind, volume=rng.choice((30, 45, 50, 65, 80, 100))),
             "shuffle_state": rng.random() < 0.4, "smart_shuffle": False,
             "repeat_state": rng.choice(("off", "off", "off", "context", "track")),
             "timestamp": now, "context": context_object(context), "progress_ms": 0, "item": obj,
@@ -227,7 +224,8 @@ def report(r: dict[str, Any], client: Any, sample: int) -> None:
     enc = r["encodings"]
     listpack = [u for u, h in zip(usage, hashes) if _fits(h, 64)]
     print(f"plays written: {n} through Store.apply in {r['seconds']:.0f} s "
-          f"(redis-server {common.redis_version(client)}, hash-max-listpack-value "
+          f"(redis-server {common.redis_version(client)}, allocator {client.info('memory').get('mem_allocator', '?')}, "
+          f"hash-max-listpack-value "
           f"{client.config_get('hash-max-listpack-value')['hash-max-listpack-value']})")
     print(f"INFO used_memory delta (less client buffers): {r['used'] / 1e6:.1f} MB = {per_play:.0f} bytes per play   (target <= 400)")
     print(f"MEMORY USAGE of a play hash (sample of {len(usage)}): mean {mean_usage:.0f} B, "
@@ -289,14 +287,10 @@ def main() -> int:
     p.add_argument("--sample", type=int, default=20_000, help="hashes read back for MEMORY USAGE and what-ifs")
     args = p.parse_args()
     print(f"machine: {common.machine()}")
-    with common.temp_dir("memory") as tmp:
-        server = common.start_redis(Path(tmp) / "redis")
-        try:
-            client = server.client()
-            result = measure(client, args.plays, args.seed, args.sample)
-            report(result, client, args.sample)
-        finally:
-            server.stop(save=False)
+    with common.redis_server("memory") as (_, server):
+        client = server.client()
+        result = measure(client, args.plays, args.seed, args.sample)
+        report(result, client, args.sample)
     return 0
 
 

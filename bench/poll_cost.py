@@ -51,22 +51,18 @@ def main() -> int:
     from spotify_logger.simulator import Play, Script, SpotifySimulator
 
     print(f"machine: {common.machine()}")
-    with common.temp_dir("poll") as tmp:
-        server = common.start_redis(Path(tmp) / "redis")
-        script = Script(tuple(Play(item, args.track_ms) for item in common.realistic_items(200)), loop=True)
-        try:
-            with SpotifySimulator(script, access_token_ttl_s=86_400) as sim:
-                settings = common.settings_for(
-                    sim, server.url, Path(tmp) / "state", poll_interval=0.001, max_poll_interval=0.001,
-                    min_play_ms=args.track_ms // 2, end_grace_s=5.0, reconcile_interval_s=86_400.0,
-                )
-                if args.mode == "daemon":
-                    result = _measure_daemon(sim, settings, args.polls)
-                else:
-                    result = _measure_loop(settings, Path(tmp), args.polls, args.profile)
-            result["redis_server"] = common.redis_version(server.client())
-        finally:
-            server.stop(save=False)
+    script = Script(tuple(Play(item, args.track_ms) for item in common.realistic_items(200)), loop=True)
+    with common.redis_server("poll") as (tmp, server):
+        with SpotifySimulator(script, access_token_ttl_s=86_400) as sim:
+            settings = common.settings_for(
+                sim, server.url, tmp / "state", poll_interval=0.001, max_poll_interval=0.001,
+                min_play_ms=args.track_ms // 2, end_grace_s=5.0, reconcile_interval_s=86_400.0,
+            )
+            if args.mode == "daemon":
+                result = _measure_daemon(sim, settings, args.polls)
+            else:
+                result = _measure_loop(settings, tmp, args.polls, args.profile)
+        result["redis_server"] = common.redis_version(server.client())
     _report(args, result)
     return 0
 
@@ -81,7 +77,6 @@ def _measure_daemon(sim: "SpotifySimulator", settings: object, polls: int) -> di
     count = lambda: len(sim.requests_to(PLAYER))  # noqa: E731
     try:
         rss_first = _wait_polls(proc, count, 1, errors)
-        rss_first = common.rss_mb(proc.pid)
         _wait_polls(proc, count, WARMUP_POLLS, errors)
         polls0, cpu0, rss0, t0 = count(), common.cpu_seconds(proc.pid), common.rss_mb(proc.pid), time.monotonic()
         peak, trail = rss0, []
@@ -135,20 +130,17 @@ def _child(config: Path, polls: int, profile: bool) -> int:
     import os
     import resource
 
+    from spotify_logger.backfill import ReconcileHook, Reconciler
     from spotify_logger.config import Settings
     from spotify_logger.daemon import Parts
     from spotify_logger.logs import configure
-    from spotify_logger.loop import Poller
-    from spotify_logger.schedule import Schedule
-    from spotify_logger.tracker import PlayTracker
 
     env = json.loads(config.read_text())
     settings = Settings.from_env(env, isatty=False)
     configure("json", stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     parts = Parts.build(settings)
-    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000))
-    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
-                    stop=parts.stop)
+    # Wired as the daemon wires it, reconcile hook included (its start-up pass falls in the warm-up).
+    poller = parts.poller(hooks=[ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)])
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)

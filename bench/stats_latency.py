@@ -22,12 +22,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import _common as common
 
 from spotify_logger import keys
 from spotify_logger.cli import main as cli_main
+from spotify_logger.simulator.items import fake_id
 
 DAY_MS = 86_400_000
 
@@ -54,7 +54,8 @@ def fill(client: object, plays: int, seed: int = 11) -> None:
             "progress_ms": ms, "duration_ms": item.duration_ms, "type": "episode" if item.kind == "episode" else "track",
             "uri": item.uri, "id": item.id or "", "name": item.name,
             "artists": json.dumps(list(item.artists), ensure_ascii=False),
-            "artist_ids": json.dumps([f"id{abs(hash(a)) % 10**8}" for a in item.artists]),
+            # Ids the same every run (str hash() is not), as long as the numeric ones they replaced.
+            "artist_ids": json.dumps([f"id{fake_id('artist:' + a, 8)}" for a in item.artists]),
             "explicit": "1" if item.explicit else "0", "is_local": "0", "context_type": "playlist",
             "context_uri": "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M", "device_name": device[0],
             "device_type": device[1], "device_volume": 70, "shuffle_state": "0", "repeat_state": "off",
@@ -64,7 +65,7 @@ def fill(client: object, plays: int, seed: int = 11) -> None:
             fields["show"] = item.show
         else:
             fields["album"] = item.album
-            fields["album_id"] = f"al{abs(hash(item.album)) % 10**10}"
+            fields["album_id"] = f"al{fake_id('album:' + item.album, 10)}"
         pipe.hset(keys.play_key(started), mapping=fields)
         index[str(started)] = started
         if counted:
@@ -103,39 +104,35 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"machine: {common.machine()}")
-    with common.temp_dir("stats") as tmp:
-        server = common.start_redis(Path(tmp) / "redis")
-        try:
-            client = server.client()
-            started = time.perf_counter()
-            fill(client, args.plays)
-            print(f"redis-server {common.redis_version(client)}: {client.zcard(keys.INDEX):,} plays written in "
-                  f"{time.perf_counter() - started:.1f} s, used_memory "
-                  f"{int(client.info('memory')['used_memory']) / 1e6:.0f} MB")
-            env = {"REDIS_URL": server.url, "SPOTIFY_LOGGER_LOG_FORMAT": "json"}
-            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            cases = [
-                (["stats", "top", "tracks"], args.repeat),
-                (["stats", "top", "artists"], args.repeat),
-                (["stats", "top", "tracks", "--since", "7d"], args.repeat),
-                (["stats", "top", "tracks", "--since", "30d"], args.repeat),
-                (["stats", "top", "artists", "--since", "30d"], args.repeat),
-                (["stats", "top", "tracks", "--since", "365d"], 1),
-                (["stats", "top", "albums"], 1),
-            ]
-            for argv, repeat in cases:
-                seconds, out = timed(argv, env, repeat)
-                rows = max(0, len(out.splitlines()) - 2)
-                print(f"{' '.join(argv):<40} {seconds * 1000:9.0f} ms  ({rows} rows, median of {repeat})")
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "spotify_logger", "stats", "top", "tracks"], env={**env, "PATH": ""},
-                           check=True, stdout=subprocess.DEVNULL, cwd=common.ROOT)
-            print(f"{'new process: stats top tracks':<40} {(time.perf_counter() - started) * 1000:9.0f} ms  "
-                  "(Python start-up included)")
-            print(f"peak RSS of this process: {rss_before:.0f} MB after writing the fixture, "
-                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB after the stats runs")
-        finally:
-            server.stop(save=False)
+    with common.redis_server("stats") as (_, server):
+        client = server.client()
+        started = time.perf_counter()
+        fill(client, args.plays)
+        print(f"redis-server {common.redis_version(client)}: {client.zcard(keys.INDEX):,} plays written in "
+              f"{time.perf_counter() - started:.1f} s, used_memory "
+              f"{int(client.info('memory')['used_memory']) / 1e6:.0f} MB")
+        env = {"REDIS_URL": server.url, "SPOTIFY_LOGGER_LOG_FORMAT": "json"}
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cases = [
+            (["stats", "top", "tracks"], args.repeat),
+            (["stats", "top", "artists"], args.repeat),
+            (["stats", "top", "tracks", "--since", "7d"], args.repeat),
+            (["stats", "top", "tracks", "--since", "30d"], args.repeat),
+            (["stats", "top", "artists", "--since", "30d"], args.repeat),
+            (["stats", "top", "tracks", "--since", "365d"], 1),
+            (["stats", "top", "albums"], 1),
+        ]
+        for argv, repeat in cases:
+            seconds, out = timed(argv, env, repeat)
+            rows = max(0, len(out.splitlines()) - 2)
+            print(f"{' '.join(argv):<40} {seconds * 1000:9.0f} ms  ({rows} rows, median of {repeat})")
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "spotify_logger", "stats", "top", "tracks"], env={**env, "PATH": ""},
+                       check=True, stdout=subprocess.DEVNULL, cwd=common.ROOT)
+        print(f"{'new process: stats top tracks':<40} {(time.perf_counter() - started) * 1000:9.0f} ms  "
+              "(Python start-up included)")
+        print(f"peak RSS of this process: {rss_before:.0f} MB after writing the fixture, "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB after the stats runs")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,19 +24,24 @@ from spotify_logger.simulator import Script, SpotifySimulator
 from spotify_logger.tokenstore import Tokens, TokenStore
 
 ROOT = Path(__file__).resolve().parents[1]
+# The shared/ folder sits beside the repository (also for a fresh clone in CI).
 SHARED = ROOT.parent / "shared" / "spotify-web-api"
-RESPONSES = SHARED / "responses"
 IN_CI = os.environ.get("CI") == "true"
 
 
-def recorded(name: str) -> Any:
-    """A real response body recorded from the Spotify API (../shared)."""
-    path = RESPONSES / name
+def shared_file(name: str) -> Path:
+    """A file of the reference data in ../shared: missing fails under CI, else skips."""
+    path = SHARED / name
     if not path.exists():
         if IN_CI:
             pytest.fail(f"{path} is missing: CI must run beside shared/")
         pytest.skip(f"{path} is missing (shared/ not beside the checkout)")
-    return json.loads(path.read_text())
+    return path
+
+
+def recorded(name: str) -> Any:
+    """A real response body recorded from the Spotify API (../shared)."""
+    return json.loads(shared_file(f"responses/{name}").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(autouse=True)
@@ -162,6 +168,11 @@ class Proc:
         self._reader.join(2)
         return code
 
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as systemd stops a service; the exit code once it has stopped."""
+        self.popen.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
@@ -180,6 +191,25 @@ def spawn() -> Iterator[Callable[..., Proc]]:
     yield start
     for proc in procs:
         proc.kill()
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def poller_cmd() -> list[str]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import re
 import secrets
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,8 +18,8 @@ import yaml
 from spotify_logger.simulator import (Fault, Idle, Pause, Play, Resume, Seek, SpotifySimulator,
                                       ad, track)
 
-# The shared/ folder sits beside the repository (also for a fresh clone in CI).
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "spotify-web-api"
+from conftest import recorded, shared_file
+
 T0 = 1_700_000_000.0  # fake clock start, seconds
 T0_MS = int(T0 * 1000)
 CB = "http://127.0.0.1:8888/callback"
@@ -37,6 +35,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 class FakeClock:
+    """A clock the test sets: call it for the time, advance() or at() to move it."""
+
     def __init__(self, now: float = T0) -> None:
         self.now = now
 
@@ -50,13 +50,9 @@ class FakeClock:
         self.now = T0 + seconds_after_t0
 
 
-def recorded(name: str) -> Any:
-    return json.loads((SHARED / "responses" / name).read_text(encoding="utf-8"))
-
-
 @functools.lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
-    text = (SHARED / "fixed-spotify-open-api.yml").read_text(encoding="utf-8")
+    text = shared_file("fixed-spotify-open-api.yml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

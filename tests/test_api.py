@@ -8,23 +8,16 @@ from typing import Callable
 
 import pytest
 
-from spotify_logger.api import SpotifyClient, make_session
-from spotify_logger.auth import Authenticator
+from spotify_logger.api import SpotifyClient
 from spotify_logger.config import Settings
 from spotify_logger.cooldown import Cooldown, parse_retry_after
 from spotify_logger.errors import (ApiError, Forbidden, InvalidClient, InvalidGrant, NotFound, RateLimited,
                                    TransientApiError)
 from spotify_logger.simulator import Fault, Play, Script, SpotifySimulator, track
-from spotify_logger.tokenstore import TokenStore
+
+from helpers import make_client
 
 SONG = track("Song", 60_000, ("Band",))
-
-
-def make_client(settings: Settings) -> SpotifyClient:
-    session = make_session()
-    auth = Authenticator(settings, TokenStore(settings.token_file), session)
-    cooldown = Cooldown(state_file=settings.state_dir / "cooldown.json")
-    return SpotifyClient(settings, auth, cooldown, session=session, initial_backoff_s=0.01, max_backoff_s=0.05)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ poller writes them and a feed preloaded with sim.add_history at chosen played_at
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -24,15 +23,13 @@ from spotify_logger.commands.status import render
 from spotify_logger.config import Settings
 from spotify_logger.daemon import Parts
 from spotify_logger.health import gather
-from spotify_logger.loop import Poller
 from spotify_logger.redisproc import RedisServer
-from spotify_logger.schedule import Schedule
 from spotify_logger.simulator import Idle, Play, Script, SpotifySimulator, track
 from spotify_logger.store import Store
-from spotify_logger.tracker import PlayTracker
 
-from conftest import ROOT, Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd, redis_dump
-from test_reconcile import poll_play
+from conftest import (ROOT, Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd, redis_dump,
+                      wait_until)
+from helpers import write_polled_play
 
 SHORT = 2_500   # long enough for the tracker to tell a repeat from jitter at 0.2-1 s polls
 D = 200_000
@@ -43,21 +40,9 @@ def uris(client: Any) -> Counter[str]:
     return Counter(h["uri"] for h in play_hashes(client).values())
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def playing(sim: SpotifySimulator) -> Any:
     now = sim.playback_now()
     return None if now is None else now[0].play.item
-
-
-def stop(proc: Proc) -> None:
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
 
 
 def reconciler(sim: SpotifySimulator, settings_for: Callable[..., Settings], server: RedisServer,
@@ -77,11 +62,11 @@ def test_plays_made_while_the_poller_was_stopped_are_added_once(
     first.wait_for("reconcile_done")                       # the start-up pass, on an empty feed
     sim.load_script(Script((Play(seen, short), *(Play(t, short) for t in missed), Play(after, 30_000))))
     first.wait_for("play_started")
-    stop(first)                                            # stopped while "Seen" plays
-    wait_until(lambda: playing(sim) == after, timeout=4 * short / 1000 + 5)
+    assert first.terminate() == 0                          # stopped while "Seen" plays
+    wait_until(lambda: playing(sim) == after, "the last track", timeout=4 * short / 1000 + 5)
     second = spawn(poller_cmd(), env)
     done = second.wait_for("reconcile_done")[0]
-    stop(second)
+    assert second.terminate() == 0
     assert done["added"] == 3 and done["confirmed"] == 1
     assert uris(real_redis) == Counter({t.uri: 1 for t in (seen, *missed, after)})
     plays = {h["uri"]: (s, h) for s, h in play_hashes(real_redis).items()}
@@ -104,13 +89,12 @@ def test_plays_the_poller_saw_are_confirmed_not_duplicated(
     offsets = (-SHORT, -SHORT // 2, 0, 60_000)
     sim = sim_factory(Script((*(Play(song, SHORT, played_at_offset_ms=o) for o in offsets), Idle(60_000))),
                       recent_min_ms=1_000)
-    settings = settings_for(sim, redis_server.url, min_play_ms=1_000)
+    settings = settings_for(sim, redis_server.url, min_play_ms=1_000, end_grace_s=60.0)
     parts = Parts.build(settings, redis_client=real_redis)
-    poller = Poller(parts.client, PlayTracker(min_play_ms=1_000, end_grace_ms=60_000), parts.writer,
-                    Schedule(settings.poll_interval, settings.max_poll_interval), stop=parts.stop)
+    poller = parts.poller()
     worker = threading.Thread(target=poller.run, daemon=True)
     worker.start()
-    wait_until(lambda: len(sim.recently_played()) == 4, timeout=4 * SHORT / 1000 + 5)   # all four ended
+    wait_until(lambda: len(sim.recently_played()) == 4, "all four plays ended", timeout=4 * SHORT / 1000 + 5)
     parts.stop.set()
     worker.join(5)
     assert uris(real_redis) == Counter({song.uri: 4})
@@ -132,7 +116,7 @@ def test_realistic_back_to_back_plays_across_played_at_offsets(
     base = int(time.time() * 1000) - 3_600_000
     store = Store(real_redis)
     for k in range(3):                                     # the poller saw three plays in a row...
-        poll_play(store, SONG, base + k * D)
+        write_polled_play(store, SONG, base + k * D)
     for k in range(4):                                     # ...and missed a fourth one right after
         sim.add_history(SONG, base + k * D + offset)
     sim.add_history(track("Other", 150_000), base - 600_000)   # long before: not the poller's

@@ -15,8 +15,7 @@ from spotify_logger.importer import run_import
 from spotify_logger.store import Store
 
 from conftest import assert_counter_invariant, play_hashes
-from test_import import ext, poll_play, write_json
-from test_stats import DAY, MON, A, B, add_play, run_cli
+from helpers import DAY, MON, A, B, add_play, ext, play_through_tracker, run_cli, write_json
 
 
 def assert_artist_invariant(client: Any) -> None:
@@ -31,7 +30,7 @@ def assert_artist_invariant(client: Any) -> None:
 @pytest.fixture
 def mixed(real_redis: Any, tmp_path: Path) -> Any:
     """Polled plays (through the real tracker), plays added directly, and an import."""
-    poll_play(real_redis, A, MON, 180_000)
+    play_through_tracker(real_redis, A, MON, 180_000)
     add_play(real_redis, MON + DAY, 200_000, B, artists=("Other", "Guest"))
     add_play(real_redis, MON + DAY + 200_000, 5_000, B)
     # Back-to-back imported plays of one track: ts rounding makes them touch by a second.

@@ -14,16 +14,11 @@ import requests
 from spotify_logger.redisproc import free_port
 
 from conftest import ROOT
-
-
-def run_cli(args: list[str], tmp_path: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env}
-    return subprocess.run([sys.executable, "-m", "spotify_logger", *args], cwd=ROOT, env=full,
-                          capture_output=True, text=True, timeout=timeout)
+from helpers import run_command
 
 
 def test_demo_records_the_scripted_session(tmp_path: Path) -> None:
-    result = run_cli(["demo"], tmp_path, timeout=110)  # the whole ~70 s session, as `make demo` runs it
+    result = run_command(["demo"], tmp_path, timeout=110)  # the whole ~70 s session, as `make demo` runs it
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "throwaway redis-server" in out
@@ -42,7 +37,7 @@ def test_demo_records_the_scripted_session(tmp_path: Path) -> None:
 
 
 def test_demo_without_redis_server_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:
-    result = run_cli(["demo", "--seconds", "3"], tmp_path, PATH=str(tmp_path))  # no redis-server on PATH
+    result = run_command(["demo", "--seconds", "3"], tmp_path, PATH=str(tmp_path))  # no redis-server on PATH
     assert result.returncode == 0, result.stderr
     assert "in-memory store" in result.stdout and "Neon Drive" in result.stdout
 
@@ -73,6 +68,6 @@ def test_simulate_serves_the_api_and_stops_on_sigint(tmp_path: Path) -> None:
 def test_simulate_with_a_bad_script_is_one_line_and_exit_65(tmp_path: Path) -> None:
     bad = tmp_path / "script.json"
     bad.write_text(json.dumps([{"dance": 5}]))
-    result = run_cli(["simulate", "--script", str(bad)], tmp_path)
+    result = run_command(["simulate", "--script", str(bad)], tmp_path)
     assert result.returncode == 65
     assert len(result.stderr.strip().splitlines()) == 1 and "script.json" in result.stderr

@@ -13,6 +13,7 @@ from spotify_logger.config import Settings
 from spotify_logger.errors import ConfigError
 
 from conftest import ROOT
+from helpers import run_command
 
 
 def test_defaults() -> None:
@@ -64,28 +65,22 @@ def test_redis_password_is_not_echoed_in_errors() -> None:
     assert "hunter2" not in str(info.value)
 
 
-def cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPOTIFY_LOGGER_STATE_DIR": str(tmp_path / "state"), **env}
-    return subprocess.run([sys.executable, "-m", "spotify_logger", *args], env=full, cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
-
-
 def test_run_without_client_id_exits_78_with_one_line(tmp_path: Path) -> None:
-    result = cli(["run"], {}, tmp_path)
+    result = run_command(["run"], tmp_path)
     assert result.returncode == 78
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "SPOTIFY_CLIENT_ID" in lines[0] and "Traceback" not in result.stderr
 
 
 def test_bad_setting_exits_78_with_one_line(tmp_path: Path) -> None:
-    result = cli(["status"], {"SPOTIFY_LOGGER_POLL_INTERVAL": "soon"}, tmp_path)
+    result = run_command(["status"], tmp_path, SPOTIFY_LOGGER_POLL_INTERVAL="soon")
     assert result.returncode == 78
     assert result.stderr.strip() == ("spotify-logger: SPOTIFY_LOGGER_POLL_INTERVAL='soon' is invalid: "
                                      "expected a number of seconds, such as 5 or 0.5")
 
 
 def test_run_without_token_exits_78_and_says_what_to_do(tmp_path: Path) -> None:
-    result = cli(["run"], {"SPOTIFY_CLIENT_ID": "abc"}, tmp_path)
+    result = run_command(["run"], tmp_path, SPOTIFY_CLIENT_ID="abc")
     assert result.returncode == 78 and "spotify-logger auth" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -11,7 +11,7 @@ from spotify_logger.config import Settings
 from spotify_logger.redisproc import RedisServer
 from spotify_logger.simulator import Fault, Play, Script, SpotifySimulator, track
 
-from conftest import Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd
+from conftest import Proc, assert_counter_invariant, env_for, play_hashes, poller_cmd, wait_until
 
 LONG = track("Long", 30_000, ("A",))
 
@@ -34,11 +34,8 @@ def test_restart_mid_play_continues_the_same_play(sim_factory: Callable[..., Spo
     assert mirror["started_at"] == key and mirror["hash"]["uri"] == LONG.uri
 
     second = spawn(poller_cmd(), env_for(settings))
-    deadline = time.time() + 10
-    while time.time() < deadline and play_hashes(client)[key].get("counted") != "1":
-        time.sleep(0.2)
-    second.popen.send_signal(signal.SIGTERM)
-    assert second.wait() == 0
+    wait_until(lambda: play_hashes(client)[key].get("counted") == "1", "the continued play counted", timeout=10)
+    assert second.terminate() == 0
     plays = play_hashes(client)
     assert list(plays) == [key], "the restart must continue the open play, not start a second one"
     assert plays[key]["counted"] == "1" and int(plays[key]["ms_played"]) >= 4_000
@@ -58,8 +55,7 @@ def test_sigterm_exits_0_within_2s_even_during_a_slow_request(sim_factory: Calla
     sim.inject(Fault("slow", delay_s=15, count=5))
     time.sleep(1.0)                      # the poller is now stuck inside a 15 s response
     sent = time.monotonic()
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=5) == 0
+    assert proc.terminate(timeout=5) == 0
     assert time.monotonic() - sent < 2.0
     assert proc.events("poller_stopped")[0]["cold"] is False
 

@@ -5,7 +5,6 @@ was sent inside the Retry-After window, no secret reached the log, and SIGTERM e
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Callable
@@ -71,8 +70,7 @@ def test_scripted_session_through_faults(sim_factory: Callable[..., SpotifySimul
         time.sleep(0.5)
     injector.join(1)
 
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0
+    assert proc.terminate(timeout=10) == 0
 
     plays = [p for _, p in sorted(play_hashes(client).items())]
     assert [p["uri"] for p in plays if p["counted"] == "1"] == COUNTED

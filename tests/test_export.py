@@ -14,7 +14,7 @@ from spotify_logger import keys
 from spotify_logger.export import COLUMNS, export
 
 from conftest import play_hashes
-from test_stats import DAY, MON, A, B, EP, add_play, run_cli
+from helpers import DAY, MON, A, B, EP, add_play, run_cli
 
 
 @pytest.fixture

@@ -17,17 +17,15 @@ from typing import Any, Callable
 import pytest
 import redis
 import structlog
-from conftest import Proc, assert_counter_invariant, env_for, play_hashes, run_py_cmd
+from conftest import Proc, assert_counter_invariant, env_for, pid_gone, play_hashes, run_py_cmd, wait_until
+from helpers import make_client
 
-from spotify_logger.api import SpotifyClient, make_session
-from spotify_logger.auth import Authenticator
 from spotify_logger.config import Settings
 from spotify_logger.cooldown import Cooldown
 from spotify_logger.errors import RateLimited
 from spotify_logger.redisproc import RedisServer, free_port
 from spotify_logger.store import connect
 from spotify_logger.simulator import Fault, Idle, Play, Script, SpotifySimulator, track
-from spotify_logger.tokenstore import TokenStore
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +36,6 @@ A, B, C = track("Fault A", 4000), track("Fault B", 5000), track("Fault C", 9000)
 # --- helpers -------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def start_logger(spawn: Callable[..., Proc], sim: SpotifySimulator, settings: Settings, script: Script,
                  **env: str) -> Proc:
     """run.py with fast restarts; the script starts once the first poller is up, so its first
@@ -56,6 +44,29 @@ def start_logger(spawn: Callable[..., Proc], sim: SpotifySimulator, settings: Se
     proc.wait_for("poller_started")
     sim.load_script(script)
     return proc
+
+
+@pytest.fixture
+def logger_playing_c(sim_factory, settings_for, redis_server, spawn) -> Callable[..., Any]:
+    """run.py recording C (9 s, then nothing), returned once C's play is open in Redis:
+    (simulator, Redis client, run.py, the listening:current key)."""
+
+    def start(**overrides: Any) -> tuple[SpotifySimulator, Any, Proc, str]:
+        sim = sim_factory(Script())
+        client = redis_server.client()
+        proc = start_logger(spawn, sim, settings_for(sim, redis_server.url, **overrides),
+                            Script((Play(C, 9000), Idle(60_000))))
+        current = wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+        return sim, client, proc, current
+
+    return start
+
+
+def c_counted_once_then_stop(proc: Proc, client: "redis.Redis[str]") -> None:
+    """C played to the end is one counted play, and run.py still stops cleanly within 5 s."""
+    wait_until(lambda: counted(client, C.uri), "C counted")
+    assert_each_counted_once(client, C)
+    assert proc.terminate(timeout=5) == 0  # the issue's bound for a clean stop
 
 
 def child_pid(proc: Proc) -> int:
@@ -84,19 +95,6 @@ def assert_each_counted_once(client: "redis.Redis[str]", *items: Any) -> dict[st
     return {uri: hashes[0] for uri, hashes in by_uri.items()}
 
 
-def stop_logger(proc: Proc) -> int:
-    proc.popen.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=5)  # the issue's bound for a clean stop
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 # --- the done-when faults --------------------------------------------------------------------
 
 
@@ -119,7 +117,7 @@ def test_poller_killed_mid_play_continues_the_same_play(sim_factory, settings_fo
     # The kill did not split A, and the time it was down still counted as heard.
     assert client.zrange("listening:index", 0, 0) == [current.split(":")[1]]
     assert int(plays[A.uri]["ms_played"]) >= 2_500
-    assert stop_logger(proc) == 0
+    assert proc.terminate(timeout=5) == 0
 
 
 def test_redis_down_mid_play_spools_and_replays(sim_factory, settings_for, redis_server, spawn):
@@ -148,21 +146,17 @@ def test_redis_down_mid_play_spools_and_replays(sim_factory, settings_for, redis
     assert_each_counted_once(client, A, B, long_c)
     assert settings.state_dir.joinpath("spool.jsonl").stat().st_size == 0
     assert len(proc.events("child_started")) == 1, "an outage is no reason to crash"
-    assert stop_logger(proc) == 0
+    assert proc.terminate(timeout=5) == 0
 
 
-def test_rate_limit_then_sigkill_no_request_before_the_deadline(sim_factory, settings_for, redis_server, spawn):
-    sim = sim_factory(Script())
-    client = redis_server.client()
-    settings = settings_for(sim, redis_server.url)
-    proc = start_logger(spawn, sim, settings, Script((Play(C, 9000), Idle(60_000))))
-    wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+def test_rate_limit_then_sigkill_no_request_before_the_deadline(logger_playing_c):
+    sim, client, proc, _ = logger_playing_c()
 
     sim.inject(Fault("rate_limit", path="/v1/me/player", retry_after=5))
     wait_until(lambda: [r for r in sim.requests if r.status == 429], "the 429")
     proc.wait_for("rate_limited")
     # The deadline is in Redis, with a TTL (it is written just after the log line).
-    assert wait_until(lambda: client.ttl("spotify-logger:cooldown") > 0, "the deadline in Redis") <= 5
+    assert wait_until(lambda: max(client.ttl("spotify-logger:cooldown"), 0), "the deadline in Redis") <= 5
     os.kill(child_pid(proc), signal.SIGKILL)
 
     restored = proc.wait_for("cooldown_restored")[0]
@@ -173,17 +167,11 @@ def test_rate_limit_then_sigkill_no_request_before_the_deadline(sim_factory, set
     early = [r for r in sim.requests if r.path.startswith("/v1/") and told.t < r.t < told.t + 5]
     assert early == [], f"requests inside the Retry-After window: {early}"
     assert sim.violations == []
-    wait_until(lambda: counted(client, C.uri), "C counted")
-    assert_each_counted_once(client, C)
-    assert stop_logger(proc) == 0
+    c_counted_once_then_stop(proc, client)
 
 
-def test_bad_upstream_503_burst_and_slow_responses(sim_factory, settings_for, redis_server, spawn):
-    sim = sim_factory(Script())
-    client = redis_server.client()
-    settings = settings_for(sim, redis_server.url, read_timeout=0.5)
-    proc = start_logger(spawn, sim, settings, Script((Play(C, 9000), Idle(60_000))))
-    wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+def test_bad_upstream_503_burst_and_slow_responses(logger_playing_c):
+    sim, client, proc, _ = logger_playing_c(read_timeout=0.5)
 
     # One poll's four attempts meet two 503s and then two answers slower than the read timeout.
     sim.inject(Fault("status", path="/v1/me/player", status=503, count=2),
@@ -199,26 +187,20 @@ def test_bad_upstream_503_burst_and_slow_responses(sim_factory, settings_for, re
     assert len([r for r in sim.requests if r.fault == "slow"]) == 2
     assert [e["attempt"] for e in proc.events("api_retry")] == [1, 2, 3]
     assert len(proc.events("child_started")) == 1, "bad upstream answers are no reason to crash"
-    wait_until(lambda: counted(client, C.uri), "C counted")
-    assert_each_counted_once(client, C)
-    assert stop_logger(proc) == 0
+    c_counted_once_then_stop(proc, client)
 
 
-def test_sigterm_stops_everything_within_5s_with_exit_0(sim_factory, settings_for, redis_server, spawn):
-    sim = sim_factory(Script())
-    client = redis_server.client()
-    proc = start_logger(spawn, sim, settings_for(sim, redis_server.url), Script((Play(C, 9000), Idle(60_000))))
-    current = wait_until(lambda: client.get("listening:current"), "the first play in Redis")
+def test_sigterm_stops_everything_within_5s_with_exit_0(logger_playing_c):
+    _, client, proc, current = logger_playing_c()
     child = child_pid(proc)
 
     started = time.monotonic()
-    proc.popen.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=5)
+    code = proc.terminate(timeout=5)
     took = time.monotonic() - started
 
     assert code == 0
     assert took < 5
-    assert not pid_alive(child)
+    assert pid_gone(child)
     assert [e["signal"] for e in proc.events("signal_forwarded")] == ["SIGTERM"]
     assert proc.events("poller_stopped")[-1]["exit_code"] == 0
     assert len(proc.events("child_started")) == 1
@@ -239,7 +221,7 @@ def test_crash_at_start_gets_growing_backoff(sim_factory, settings_for, redis_se
 
     starts = proc.wait_for("child_started", count=5, timeout=20)
     exits = proc.events("child_exited")[:4]
-    assert stop_logger(proc) == 0
+    assert proc.terminate(timeout=5) == 0
 
     assert {e.get("exit_code") for e in exits} == {70}, proc.lines
     assert [e["delay_s"] for e in proc.events("restart_scheduled")[:4]] == [0.2, 0.4, 0.8, 0.8]
@@ -254,12 +236,6 @@ def test_crash_at_start_gets_growing_backoff(sim_factory, settings_for, redis_se
 # --- rate limits across restarts -------------------------------------------------------------
 
 
-def _client(settings: Settings, cooldown: Cooldown) -> SpotifyClient:
-    session = make_session()
-    return SpotifyClient(settings, Authenticator(settings, TokenStore(settings.token_file), session),
-                         cooldown, session=session, attempts=1)
-
-
 def test_cooldown_kept_in_state_dir_while_redis_is_down_and_honoured_after_restart(sim_factory, settings_for, tmp_path):
     sim = sim_factory(Script((Play(C, 9000),)))
     settings = settings_for(sim)
@@ -268,7 +244,7 @@ def test_cooldown_kept_in_state_dir_while_redis_is_down_and_honoured_after_resta
     sim.inject(Fault("rate_limit", path="/v1/me/player", retry_after=30))
 
     with pytest.raises(RateLimited):
-        _client(settings, Cooldown(state_file=state_file, redis_client=dead_redis)).player()
+        make_client(settings, Cooldown(state_file=state_file, redis_client=dead_redis), attempts=1).player()
     assert json.loads(state_file.read_text())["until"] == pytest.approx(time.time() + 30, abs=2)
 
     # A new process: the deadline comes back from the state dir, and no request goes out.
@@ -276,7 +252,7 @@ def test_cooldown_kept_in_state_dir_while_redis_is_down_and_honoured_after_resta
     restarted = Cooldown(state_file=state_file, redis_client=dead_redis)
     assert restarted.load() == pytest.approx(time.time() + 30, abs=2)
     with pytest.raises(RateLimited):
-        _client(settings, restarted).player()
+        make_client(settings, restarted, attempts=1).player()
     assert len(sim.requests) == before
 
 
@@ -318,7 +294,7 @@ def test_restarted_poller_waits_for_a_cooldown_from_the_state_dir(sim_factory, s
     assert proc.wait_for("cooldown_restored")[0]["source"] == "state_dir"
     wait_until(lambda: sim.requests_to("/v1/"), "a poll after the deadline", timeout=20)
     assert min(r.t for r in sim.requests_to("/v1/")) >= deadline - 0.05
-    assert stop_logger(proc) == 0
+    assert proc.terminate(timeout=5) == 0
 
 
 def test_redis_server_restart_keeps_data(redis_server: RedisServer):

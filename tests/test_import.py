@@ -13,76 +13,21 @@ import pytest
 
 from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
-from spotify_logger.cli import main
-from spotify_logger.extract import Snapshot
 from spotify_logger.importer import run_import
 from spotify_logger.importer.progress import Progress
 from spotify_logger.importer.records import MALFORMED, NO_ITEM, Record, Skip, parse, pseudo_uri
 from spotify_logger.store import Store
-from spotify_logger.tracker import PlayTracker
 
-from conftest import assert_counter_invariant, play_hashes
+from conftest import assert_counter_invariant, play_hashes, redis_dump
+from helpers import A, B, ext, iso, play_through_tracker, run_cli, write_json
 
 T0 = 1_717_236_000_000  # 2024-06-01T10:00:00Z
 MIN = 60_000
-A, B = "spotify:track:" + "a" * 22, "spotify:track:" + "b" * 22
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ext(end_ms: int, ms: int, uri: str | None = A, name: str = "Song A", artist: str = "Artist", **extra: Any) -> dict[str, Any]:
-    """An extended streaming history record that ended at end_ms."""
-    record = {"ts": iso(end_ms), "ms_played": ms, "master_metadata_track_name": name,
-              "master_metadata_album_artist_name": artist, "master_metadata_album_album_name": "Album",
-              "spotify_track_uri": uri, "episode_name": None, "episode_show_name": None,
-              "spotify_episode_uri": None, "platform": "android", "reason_start": "clickrow",
-              "reason_end": "trackdone", "shuffle": False, "skipped": False, "offline": False,
-              "incognito_mode": False, "conn_country": "FR"}
-    record.update(extra)
-    return record
 
 
 def acct(end_ms: int, ms: int, track: str = "Song A", artist: str = "Artist") -> dict[str, Any]:
     stamp = datetime.fromtimestamp(end_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
     return {"endTime": stamp, "artistName": artist, "trackName": track, "msPlayed": ms}
-
-
-def write_json(path: Path, records: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records))
-    return path
-
-
-def snapshot(client: Any) -> dict[str, Any]:
-    """Every key and its value: two equal snapshots mean nothing was written in between."""
-    out: dict[str, Any] = {}
-    for key in client.scan_iter():
-        kind = client.type(key)
-        out[key] = (client.hgetall(key) if kind == "hash" else client.zrange(key, 0, -1, withscores=True)
-                    if kind == "zset" else client.get(key))
-    return out
-
-
-def poll_play(client: Any, uri: str, start: int, length_ms: int, *, name: str = "Song A") -> int:
-    """Record one play the way the poller does (the real tracker, a poll every 5 s); returns its key."""
-    tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=30_000)
-    store = Store(client)
-    for progress in range(0, length_ms + 1, 5_000):
-        snap = Snapshot(kind="track", uri=uri, name=name, artists=("Artist",), duration_ms=length_ms,
-                        progress_ms=progress, is_playing=True)
-        store.apply(tracker.observe(snap, start + progress))
-    store.apply(tracker.observe(Snapshot(kind="track", uri="spotify:track:" + "z" * 22, name="next",
-                                         duration_ms=length_ms, progress_ms=0, is_playing=True), start + length_ms + 500))
-    return min(int(m) for m in client.zrangebyscore(keys.INDEX, start - 5_000, start + 5_000))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), env={"REDIS_URL": url, "SPOTIFY_LOGGER_MIN_PLAY_MS": "30000",
-                                 "SPOTIFY_LOGGER_LOG_FORMAT": "json"})
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- records -------------------------------------------------------------------------------
@@ -153,10 +98,10 @@ def test_file_import_then_reimport_adds_nothing(real_redis: Any, redis_server: A
     assert real_redis.zscore(keys.ARTIST_COUNTS, "Artist") == 13
     assert_counter_invariant(real_redis)
     assert real_redis.hgetall(keys.STATUS) == {} and real_redis.get(keys.CURRENT) is None
-    before = snapshot(real_redis)
+    before = redis_dump(real_redis)
     code, out, _ = run_cli(capsys, redis_server.url, "import", str(path))
     assert code == 0 and "plays added:  0 (0 counted)" in out and "duplicates:   20" in out
-    assert snapshot(real_redis) == before
+    assert redis_dump(real_redis) == before
 
 
 def test_folder_and_zip_inputs_give_the_same_store_as_files(tmp_path: Path, redis_server: Any, real_redis: Any,
@@ -174,32 +119,32 @@ def test_folder_and_zip_inputs_give_the_same_store_as_files(tmp_path: Path, redi
             if p.is_file():
                 zf.write(p, f"Spotify Extended Streaming History/{p.relative_to(folder)}")
     assert run_cli(capsys, redis_server.url, "import", str(folder))[0] == 0
-    from_folder = snapshot(real_redis)
+    from_folder = redis_dump(real_redis)
     assert len(play_hashes(real_redis)) == 10 and "spotify:track:video" not in str(from_folder)
     real_redis.flushdb()
     code, out, _ = run_cli(capsys, redis_server.url, "import", str(archive))
     assert code == 0 and "files:        2 read" in out and "plays added:  10" in out
-    assert snapshot(real_redis) == from_folder
+    assert redis_dump(real_redis) == from_folder
     real_redis.flushdb()
     files = [str(p) for p in folder.rglob("Streaming_History_Audio_*.json")]
     assert run_cli(capsys, redis_server.url, "import", *files)[0] == 0
-    assert snapshot(real_redis) == from_folder
+    assert redis_dump(real_redis) == from_folder
     assert_counter_invariant(real_redis)
 
 
 def test_a_dry_run_changes_nothing_and_predicts_the_real_run(tmp_path: Path, redis_server: Any, real_redis: Any,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    poll_play(real_redis, A, T0, 180_000)
+    play_through_tracker(real_redis, A, T0, 180_000)
     write_json(tmp_path / "Streaming_History_Audio_2024_0.json",
                [ext(T0 + 180_400, 179_000), ext(T0 + 10 * MIN, 3 * MIN, uri=B, name="Song B"),
                 ext(T0 + 10 * MIN, 3 * MIN, uri=B, name="Song B"),  # listed twice
                 ext(T0 + 20 * MIN, MIN, incognito_mode=True), {"ts": "oops"}])
     write_json(tmp_path / "StreamingHistory_music_0.json",
                [acct(T0 + 10 * MIN, 3 * MIN, "Song B"), acct(T0 + 40 * MIN, 3 * MIN, "Song C")])
-    before = snapshot(real_redis)
+    before = redis_dump(real_redis)
     code, dry, _ = run_cli(capsys, redis_server.url, "import", "--dry-run", str(tmp_path))
     assert code == 65 and dry.startswith("dry run: nothing was written")
-    assert snapshot(real_redis) == before
+    assert redis_dump(real_redis) == before
     code, real, _ = run_cli(capsys, redis_server.url, "import", str(tmp_path))
     assert code == 65
     assert dry.splitlines()[1:] == [line.replace("plays added: ", "plays to add:") for line in real.splitlines()[1:]]
@@ -226,7 +171,7 @@ def test_a_malformed_record_and_file_are_reported_and_the_rest_imported(tmp_path
 
 def test_a_record_overlapping_a_polled_play_confirms_it(tmp_path: Path, redis_server: Any, real_redis: Any,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    key = poll_play(real_redis, A, T0, 180_000)
+    key = play_through_tracker(real_redis, A, T0, 180_000)
     counters = real_redis.zrange(keys.TRACK_COUNTS, 0, -1, withscores=True)
     path = write_json(tmp_path / "endsong_0.json", [ext(T0 + 181_000, 178_000)])
     code, out, _ = run_cli(capsys, redis_server.url, "import", str(path))
@@ -235,13 +180,13 @@ def test_a_record_overlapping_a_polled_play_confirms_it(tmp_path: Path, redis_se
     assert play["source"] == "poll" and play["import_ts"] == str(T0 + 181_000) and "confirmed_at" not in play
     assert play["reason_end"] == "trackdone" and play["shuffle"] == "0"
     assert real_redis.zrange(keys.TRACK_COUNTS, 0, -1, withscores=True) == counters
-    before = snapshot(real_redis)
+    before = redis_dump(real_redis)
     assert run_cli(capsys, redis_server.url, "import", str(path))[0] == 0
-    assert snapshot(real_redis) == before
+    assert redis_dump(real_redis) == before
 
 
 def test_confirming_never_touches_backfills_confirmed_at(real_redis: Any, tmp_path: Path) -> None:
-    key = poll_play(real_redis, A, T0, 180_000)
+    key = play_through_tracker(real_redis, A, T0, 180_000)
     real_redis.hset(keys.play_key(key), "confirmed_at", str(T0 + 179_123))
     write_json(tmp_path / "endsong_0.json", [ext(T0 + 181_000, 178_000)])
     summary = run_import(real_redis, [tmp_path], min_play_ms=30_000)
@@ -253,7 +198,7 @@ def test_confirming_never_touches_backfills_confirmed_at(real_redis: Any, tmp_pa
 def test_import_ts_is_kept_once_set(real_redis: Any, tmp_path: Path) -> None:
     """The account data, imported after the extended history, confirms the same play by name
     with a minute-rounded time: the first, precise import_ts stays."""
-    key = poll_play(real_redis, A, T0, 180_000)
+    key = play_through_tracker(real_redis, A, T0, 180_000)
     write_json(tmp_path / "a" / "endsong_0.json", [ext(T0 + 181_000, 178_000)])
     write_json(tmp_path / "b" / "StreamingHistory_music_0.json", [acct(T0 + 181_000, 178_000)])
     assert run_import(real_redis, [tmp_path / "a"], min_play_ms=30_000).confirmed == 1
@@ -263,7 +208,7 @@ def test_import_ts_is_kept_once_set(real_redis: Any, tmp_path: Path) -> None:
 
 
 def test_back_to_back_records_of_one_track_are_two_plays(real_redis: Any, tmp_path: Path) -> None:
-    poll_play(real_redis, A, T0, 180_000)
+    play_through_tracker(real_redis, A, T0, 180_000)
     # The second listen starts where the first ended; ts rounding makes them touch by a second.
     write_json(tmp_path / "endsong_0.json", [ext(T0 + 180_000, 180_000), ext(T0 + 359_000, 180_000)])
     summary = run_import(real_redis, [tmp_path], min_play_ms=30_000)
@@ -275,7 +220,7 @@ def test_back_to_back_records_of_one_track_are_two_plays(real_redis: Any, tmp_pa
 def test_a_record_grazing_the_next_play_does_not_take_it(real_redis: Any, tmp_path: Path) -> None:
     """The poller missed the first listen; the first record overlaps the second's polled play by
     3 s, the second record by three minutes: the second is the one that confirms it."""
-    key = poll_play(real_redis, A, T0, 180_000)
+    key = play_through_tracker(real_redis, A, T0, 180_000)
     write_json(tmp_path / "endsong_0.json", [ext(T0 + 3_000, 180_000), ext(T0 + 181_000, 180_000)])
     summary = run_import(real_redis, [tmp_path], min_play_ms=30_000)
     assert (summary.confirmed, summary.added) == (1, 1)
@@ -323,7 +268,7 @@ def test_bad_paths_fail_before_anything_is_written(tmp_path: Path, redis_server:
     for bad in (tmp_path / "missing.json", tmp_path / "empty", tmp_path / "bad.zip"):
         code, _, err = run_cli(capsys, redis_server.url, "import", str(good), str(bad))
         assert code == 65 and str(bad) in err and "Traceback" not in err
-    assert snapshot(real_redis) == {}
+    assert redis_dump(real_redis) == {}
 
 
 def test_redis_down_is_a_temporary_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,21 +24,17 @@ from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
 
 from conftest import assert_counter_invariant, play_hashes
-from test_reconcile import FakeFeed
+from helpers import FakeFeed, iso
 
 T = 1_700_000_000_000
 D = 200_000
 SONG = track("Song", D, ("Singer",), "Record")
 
 
-def ts(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def export(path: Path, *records: tuple[int, int]) -> Path:
     """An extended-history file of SONG: (ts, ms_played) per record, ts rounded to the second."""
     path.write_text(json.dumps([
-        {"ts": ts(end), "ms_played": ms, "spotify_track_uri": SONG.uri, "master_metadata_track_name": SONG.name,
+        {"ts": iso(end), "ms_played": ms, "spotify_track_uri": SONG.uri, "master_metadata_track_name": SONG.name,
          "master_metadata_album_artist_name": "Singer", "platform": "android", "reason_end": "trackdone"}
         for end, ms in records]))
     return path

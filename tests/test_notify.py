@@ -4,7 +4,6 @@ and what run.py and the poller tell systemd, with the sender's pid from SCM_CRED
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import threading
@@ -13,7 +12,7 @@ import uuid
 from typing import Any, Iterator
 
 import pytest
-from conftest import Proc, env_for, run_py_cmd
+from conftest import Proc, env_for, run_py_cmd, wait_until
 
 from spotify_logger import loop
 from spotify_logger.errors import RateLimited
@@ -149,10 +148,7 @@ def test_a_hung_request_starves_the_watchdog() -> None:
     poller = make_poller(client, progress, stop)
     worker = threading.Thread(target=poller.run, daemon=True)
     worker.start()
-    deadline = time.monotonic() + 5
-    while len(progress) < 3:  # polls that make progress feed it
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: len(progress) >= 3, "polls that make progress to feed it", timeout=5)
     client.hang.set()
     time.sleep(0.3)  # let a poll in flight, if any, finish; the next one hangs
     fed = len(progress)
@@ -175,8 +171,7 @@ def test_run_py_and_the_poller_talk_to_systemd(sim_factory, settings_for, redis_
     notify_socket.wait_for("WATCHDOG=1", pid=child)
     assert not notify_socket.sent("STOPPING=1")
 
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.terminate() == 0
     assert notify_socket.sent("STOPPING=1", pid=child)
     assert notify_socket.sent("STOPPING=1", pid=proc.popen.pid)
 
@@ -195,5 +190,4 @@ def test_a_crashing_poller_never_says_stopping_and_run_py_feeds_the_backoff(
     assert notify_socket.sent("READY=1", pid=child)
     # STOPPING=1 here would make systemd stop the whole service while run.py restarts the poller.
     assert not notify_socket.sent("STOPPING=1")
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.terminate() == 0

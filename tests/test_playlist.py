@@ -1,14 +1,12 @@
 """`spotify-logger playlist` against the simulator over loopback HTTP, with plays in a real
 redis-server: creation, replacement, the /tracks fallback, 401/429/5xx, what is left out, the
-local-hours window, --dry-run; the simulator's playlist endpoints; the systemd timer and unit."""
+local-hours window, --dry-run; and the simulator's playlist endpoints. (Its systemd timer and
+unit are tested in test_systemd_unit.py.)"""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import signal
-import inspect
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -17,8 +15,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from spotify_logger import keys, playlist
-from spotify_logger.api import SpotifyClient
+from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.cli import main
 from spotify_logger.config import Settings
@@ -27,7 +24,6 @@ from spotify_logger.simulator import Fault, SpotifySimulator, episode, local_fil
 from spotify_logger.store import Store
 
 from conftest import ROOT, Proc, env_for
-from test_systemd_unit import MAX_EXPOSURE, exposure, parse_unit, seconds
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -266,8 +262,7 @@ def test_sigterm_cuts_a_rate_limit_wait_short(sim: SpotifySimulator, settings: S
     sim.inject(Fault("rate_limit", path="/v1/me/playlists", retry_after=50))  # short enough to wait out
     proc = spawn([sys.executable, "-m", "spotify_logger", "playlist", "--tz", "UTC"], env_for(settings))
     proc.wait_for("rate_limit_wait")
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=5) == 75
+    assert proc.terminate(timeout=5) == 75
     assert any("stopped while waiting out a rate limit" in line for line in proc.lines)
     assert sim.playlists.all() == [] and sim.violations == []
 
@@ -300,71 +295,3 @@ def test_simulator_refuses_what_spotify_refuses(sim: SpotifySimulator, uris: Any
     answer = api(sim, "PUT", f"/playlists/{playlist.id}/items", {"uris": uris})
     assert answer.status_code == 400 and answer.json()["error"]["status"] == 400
     assert playlist.uris == [] and playlist.replaced == 0
-
-
-def test_simulator_playlist_routes_need_a_token_and_obey_faults(sim: SpotifySimulator) -> None:
-    assert api(sim, "POST", "/me/playlists", {"name": "x"}, token=None).status_code == 401
-    sim.inject(Fault("status", path="/v1/me/playlists", status=502))
-    assert api(sim, "POST", "/me/playlists", {"name": "x"}).status_code == 502
-    sim.rate_limit_for(30)
-    assert api(sim, "POST", "/me/playlists", {"name": "x"}).status_code == 429
-    assert sim.playlists.all() == []
-
-
-# --- systemd ---------------------------------------------------------------------------------
-
-SERVICE = ROOT / "systemd" / "spotify-logger-playlist.service"
-TIMER = ROOT / "systemd" / "spotify-logger-playlist.timer"
-# Keys of the poller's unit that are about its lifecycle; every other [Service] key is sandboxing
-# or identity and must be the same in the playlist unit.
-LIFECYCLE = {"Type", "NotifyAccess", "ExecStart", "Restart", "RestartSec", "RestartPreventExitStatus",
-             "WatchdogSec", "WatchdogSignal", "KillMode", "TimeoutStopSec", "TimeoutStartSec"}
-
-
-def test_timer_runs_weekly_on_monday_morning_and_catches_up() -> None:
-    timer = parse_unit(TIMER)
-    assert timer["Timer"]["OnCalendar"] == ["Mon *-*-* 07:00:00"]
-    assert timer["Timer"]["Persistent"] == ["true"]
-    assert timer["Timer"]["Unit"] == [SERVICE.name]
-    assert timer["Install"]["WantedBy"] == ["timers.target"]
-
-
-def test_service_is_a_oneshot_sharing_the_pollers_settings_and_sandbox() -> None:
-    unit, poller = parse_unit(SERVICE), parse_unit(ROOT / "systemd" / "spotify-logger.service")
-    service = unit["Service"]
-    assert service["Type"] == ["oneshot"]
-    assert service["ExecStart"] == ["/opt/spotify-logger/venv/bin/spotify-logger playlist"]
-    assert "78" in service["RestartPreventExitStatus"][0].split()
-    assert "Install" not in unit  # started by the timer only
-    for key, values in poller["Service"].items():
-        if key not in LIFECYCLE:
-            assert service.get(key) == values, key
-    assert unit["Unit"]["After"] == poller["Unit"]["After"]
-
-
-def test_units_pass_systemd_analyze() -> None:
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
-    score = exposure(SERVICE)
-    assert score <= MAX_EXPOSURE, score
-    checked = subprocess.run(["systemd-analyze", "verify", "--man=no", str(SERVICE), str(TIMER)],
-                             capture_output=True, text=True, timeout=60)
-    # Offline, the only complaint allowed is the venv that is not installed here.
-    problems = [line for line in checked.stderr.splitlines() if line.strip() and "is not executable" not in line]
-    assert problems == [], checked.stderr
-    calendar = subprocess.run(["systemd-analyze", "calendar", "Mon *-*-* 07:00:00"],
-                              capture_output=True, text=True, timeout=30)
-    assert calendar.returncode == 0 and "Next elapse: Mon" in calendar.stdout
-
-
-def test_the_start_timeout_outlasts_the_worst_run() -> None:
-    defaults = inspect.signature(SpotifyClient).parameters
-    attempts, initial = defaults["attempts"].default, defaults["initial_backoff_s"].default
-    cap = defaults["max_backoff_s"].default
-    request = Settings().connect_timeout + Settings().read_timeout
-    # As for the poller: each attempt may be a request, a refresh and the request again.
-    one = attempts * 3 * request + sum(min(initial * 2 ** i, cap) + initial for i in range(attempts - 1))
-    # At worst four requests (/items 404, /tracks 404, create, fill), each waiting out one
-    # rate limit and then retried in full.
-    worst = 4 * (one + playlist.MAX_WAIT_S + one)
-    assert seconds(parse_unit(SERVICE)["Service"]["TimeoutStartSec"][0]) >= worst

@@ -8,29 +8,22 @@ import pytest
 
 from spotify_logger import keys
 from spotify_logger.backfill import FEED_SIZE, POLL_GAP_S, ReconcileHook, Reconciler, recent_gaps
-from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.errors import ApiError, Forbidden, InvalidGrant, RateLimited, StoreUnavailable
-from spotify_logger.extract import extract
-from spotify_logger.reconcile import (MATCH_SLACK_MS, RecentItem, StoredPlay, new_play, parse_item,
-                                      parse_played_at, reconcile)
+from spotify_logger.extract import extract, iso_to_ms
+from spotify_logger.reconcile import MATCH_SLACK_MS, RecentItem, StoredPlay, new_play, parse_item, reconcile
 from spotify_logger.simulator import track
 from spotify_logger.simulator.items import Item
 from spotify_logger.simulator.objects import context_object, device_object, track_object
-from spotify_logger.simulator.recent import iso_ms
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
 
 from conftest import assert_counter_invariant, play_hashes, recorded, redis_dump
+from helpers import CONTEXT, FakeFeed, raw_item, write_polled_play
 
 T0 = 1_700_000_000_000
 D = 200_000  # a realistic track length: longer than the 2-minute slack, so neighbours differ
 SONG = track("Song", D, ("Singer", "Band"), "Record")
 OTHER = track("Other", 150_000)
-CONTEXT = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
-
-
-def raw_item(item: Item, played_at: int) -> dict[str, Any]:
-    return {"track": track_object(item), "played_at": iso_ms(played_at), "context": context_object(CONTEXT)}
 
 
 def recent(item: Item, played_at: int) -> RecentItem:
@@ -43,39 +36,6 @@ def stored(started_at: int, *, uri: str = SONG.uri, end: int | None = None, coun
            confirmed_at: int | None = None, duration: int = D) -> StoredPlay:
     return StoredPlay(started_at=started_at, uri=uri, end=started_at + duration if end is None else end,
                       duration_ms=duration, counted=counted, confirmed_at=confirmed_at)
-
-
-def poll_play(store: Store, item: Item, started_at: int, ms: int | None = None, *, open_: bool = False) -> None:
-    """A play as the poller leaves it (source=poll), written through the store."""
-    ms = item.duration_ms if ms is None else ms
-    fields: dict[str, Any] = {
-        "started_at": started_at, "last_seen_at": started_at + ms, "ms_played": ms, "duration_ms": item.duration_ms,
-        "progress_ms": ms, "type": "track", "uri": item.uri, "name": item.name, "counted": "1" if ms >= 30_000 else "0",
-        "source": "poll", "playing": "1" if open_ else "0",
-    }
-    if not open_:
-        fields["ended_at"] = started_at + ms
-    store.apply(Batch(polled_at=started_at + ms, writes=(PlayWrite(
-        started_at, fields, item.uri, item.artists, counted=ms >= 30_000),), current=started_at if open_ else None))
-
-
-class FakeFeed:
-    """Hand-written stand-in for SpotifyClient.recently_played: newest first, at most 50 kept,
-    `before` paging, and an optional smaller page size to make the walk take several pages."""
-
-    def __init__(self, entries: list[tuple[Item, int]], *, page_size: int = FEED_SIZE, keep: int = FEED_SIZE) -> None:
-        self.entries = entries
-        self.page_size = page_size
-        self.keep = keep
-        self.calls: list[int | None] = []
-
-    def recently_played(self, *, limit: int = 50, before: int | None = None) -> dict[str, Any]:
-        self.calls.append(before)
-        feed = sorted(self.entries, key=lambda e: e[1], reverse=True)[:self.keep]
-        older = [e for e in feed if before is None or e[1] < before]
-        page = older[:min(limit, self.page_size)]
-        return {"items": [raw_item(i, p) for i, p in page],
-                "next": "more" if len(older) > len(page) else None}
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -103,7 +63,7 @@ def test_a_recorded_real_feed_parses_item_by_item() -> None:
     ("yesterday", None), ("", None), (None, None), (1481661844000, None),
 ])
 def test_played_at_parsing(raw: Any, expected: int | None) -> None:
-    assert parse_played_at(raw) == expected
+    assert iso_to_ms(raw) == expected
 
 
 def test_an_item_without_uri_or_played_at_is_skipped() -> None:
@@ -206,9 +166,9 @@ def test_duplicate_items_count_once() -> None:
 
 def test_a_pass_confirms_adds_and_a_second_pass_changes_nothing(fake_redis: Any) -> None:
     store = Store(fake_redis)
-    poll_play(store, SONG, T0)                               # seen by the poller
-    poll_play(store, SONG, T0 + D, 5_000)                    # a skip it saw: counted 0
-    poll_play(store, OTHER, T0 + D + 5_000, open_=True)      # open, still playing
+    write_polled_play(store, SONG, T0)                               # seen by the poller
+    write_polled_play(store, SONG, T0 + D, 5_000)                    # a skip it saw: counted 0
+    write_polled_play(store, OTHER, T0 + D + 5_000, open_=True)      # open, still playing
     feed = FakeFeed([(SONG, T0 + D + 20_000), (SONG, T0 - 400_000), (OTHER, T0 + D + 60_000)])
     result = Reconciler(feed, store).run_once()  # type: ignore[arg-type]
     plays = play_hashes(fake_redis)
@@ -229,7 +189,7 @@ def test_a_pass_confirms_adds_and_a_second_pass_changes_nothing(fake_redis: Any)
 
 def test_a_confirmation_leaves_counted_as_the_poller_measured_it(fake_redis: Any) -> None:
     store = Store(fake_redis)
-    poll_play(store, SONG, T0, 20_000)   # the poller heard 20 s; Spotify lists it anyway
+    write_polled_play(store, SONG, T0, 20_000)   # the poller heard 20 s; Spotify lists it anyway
     Reconciler(FakeFeed([(SONG, T0 + 20_000)]), store).run_once()  # type: ignore[arg-type]
     assert fake_redis.hget(keys.play_key(T0), "counted") == "0"
     assert fake_redis.hget(keys.play_key(T0), "confirmed_at") == str(T0 + 20_000)
@@ -284,7 +244,7 @@ def test_a_full_feed_that_cannot_reach_the_cursor_records_a_gap(fake_redis: Any)
 
 def test_without_a_cursor_the_last_stored_play_marks_the_gap(fake_redis: Any) -> None:
     store = Store(fake_redis)
-    poll_play(store, SONG, T0 - D)
+    write_polled_play(store, SONG, T0 - D)
     entries = [(track(f"T{k}", 100_000), T0 + 3_600_000 + k * 100_000) for k in range(60)]
     gap = Reconciler(FakeFeed(entries), store).run_once().gap  # type: ignore[arg-type]
     assert gap is not None and gap.start == T0 and gap.end == T0 + 3_600_000 + 9 * 100_000
@@ -294,7 +254,7 @@ def test_without_a_cursor_the_last_stored_play_marks_the_gap(fake_redis: Any) ->
 def test_a_stale_cursor_does_not_hide_what_the_poller_recorded(fake_redis: Any) -> None:
     store = Store(fake_redis)
     fake_redis.set(keys.RECENT_CURSOR, T0 - 86_400_000)     # passes failed for a day...
-    poll_play(store, SONG, T0)                               # ...while the poller kept recording
+    write_polled_play(store, SONG, T0)                               # ...while the poller kept recording
     entries = [(track(f"T{k}", 100_000), T0 + D + 600_000 + k * 100_000) for k in range(60)]
     gap = Reconciler(FakeFeed(entries), store).run_once().gap  # type: ignore[arg-type]
     assert gap is not None and gap.start == T0 + D and gap.end == T0 + D + 600_000 + 9 * 100_000

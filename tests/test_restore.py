@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 from conftest import assert_counter_invariant, play_hashes
+from helpers import FakePlayer
 from spotify_logger import daemon, openplay
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.extract import extract
@@ -37,16 +38,6 @@ def body(uri: str = A, progress: int = 0, playing: bool = True, duration: int = 
             "device": {"name": "pi", "type": "Computer", "is_private_session": False}}
 
 
-class Player:
-    """Stands in for SpotifyClient.player(): answers the body the test set."""
-
-    def __init__(self) -> None:
-        self.body: dict[str, Any] | None = None
-
-    def player(self) -> dict[str, Any] | None:
-        return self.body
-
-
 class Process:
     """One poller process on a state dir: the real Poller, Writer, Spool and mirror, its clock
     and Spotify's answer set by the test."""
@@ -54,7 +45,7 @@ class Process:
     def __init__(self, state_dir: Path, store: Store, *, restored: OpenPlay | None = None,
                  hooks: list[Any] | None = None) -> None:
         self.now_ms = T
-        self.client = Player()
+        self.client = FakePlayer()
         self.mirror = OpenPlayMirror.in_state_dir(state_dir)
         self.writer = Writer(store, Spool.in_state_dir(state_dir))
         self.tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=300_000, restored=restored)

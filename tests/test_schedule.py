@@ -22,29 +22,21 @@ def schedule() -> Schedule:
     return Schedule(interval=5.0, max_interval=30.0)
 
 
-def test_a_change_polls_at_the_normal_interval(schedule: Schedule) -> None:
-    assert schedule.after_poll(playing(1_000), changed=True) == 5.0
-
-
-def test_a_playing_track_is_polled_near_its_expected_end(schedule: Schedule) -> None:
+@pytest.mark.parametrize("snap, changed, delay", [
+    (playing(1_000), True, 5.0),                # a change: the normal interval
     # 12 s left: the next poll lands a fifth of an interval past the end.
-    assert schedule.after_poll(playing(188_000), changed=False) == pytest.approx(13.0)
-
-
-def test_the_gap_while_playing_is_capped_so_skips_are_seen_soon(schedule: Schedule) -> None:
-    assert schedule.after_poll(playing(10_000), changed=False) == 30.0
-    # A one-hour episode: still at most max_interval.
-    assert schedule.after_poll(playing(0, 3_600_000, kind="episode"), changed=False) == 30.0
-
-
-def test_the_near_end_poll_never_comes_sooner_than_the_interval(schedule: Schedule) -> None:
-    assert schedule.after_poll(playing(199_900), changed=False) == 5.0
-    # A progress past the duration (a body that drifted) is "at the end", not a negative delay.
-    assert schedule.after_poll(playing(205_000), changed=False) == 5.0
-
-
-def test_an_unknown_duration_while_playing_uses_the_longest_gap(schedule: Schedule) -> None:
-    assert schedule.after_poll(playing(10_000, None), changed=False) == 30.0
+    (playing(188_000), False, pytest.approx(13.0)),
+    # The gap while playing is capped, so that skips are seen soon...
+    (playing(10_000), False, 30.0),
+    (playing(0, 3_600_000, kind="episode"), False, 30.0),  # ...even in a one-hour episode.
+    # The near-end poll never comes sooner than the interval...
+    (playing(199_900), False, 5.0),
+    # ...and a progress past the duration (a body that drifted) is "at the end", not a negative delay.
+    (playing(205_000), False, 5.0),
+    (playing(10_000, None), False, 30.0),       # an unknown duration while playing: the longest gap
+], ids=["change", "near-end", "capped", "capped-episode", "not-sooner", "past-the-end", "unknown-duration"])
+def test_one_poll_while_playing(schedule: Schedule, snap: Snapshot, changed: bool, delay: float) -> None:
+    assert schedule.after_poll(snap, changed=changed) == delay
 
 
 def test_idle_backs_off_step_by_step_up_to_the_max(schedule: Schedule) -> None:

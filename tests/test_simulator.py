@@ -251,6 +251,17 @@ def test_rate_limit_window_and_violations(make, clock) -> None:
     assert len(sim.violations) == 2
 
 
+def test_playlist_routes_need_a_token_and_obey_faults(make) -> None:
+    sim = make()
+    url, session = sim.api_url + "/me/playlists", api_session(sim)
+    assert requests.post(url, json={"name": "x"}, timeout=5).status_code == 401
+    sim.inject(Fault("status", path="/v1/me/playlists", status=502))
+    assert session.post(url, json={"name": "x"}, timeout=5).status_code == 502
+    sim.rate_limit_for(30)
+    assert session.post(url, json={"name": "x"}, timeout=5).status_code == 429
+    assert sim.playlists.all() == []
+
+
 def test_request_log_keeps_no_secrets(make) -> None:
     sim = make(client_secret="s3cret", rotate_refresh_tokens=True)
     answer = token(sim, ("sim-client", "s3cret"), grant_type="refresh_token",

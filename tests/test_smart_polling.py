@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from spotify_logger.config import Settings
 from spotify_logger.daemon import Parts
-from spotify_logger.loop import Poller
 from spotify_logger.redisproc import RedisServer
-from spotify_logger.schedule import Schedule
 from spotify_logger.simulator import Idle, Pause, Play, Resume, Script, Seek, SpotifySimulator
 from spotify_logger.simulator import ad, episode, local_file, track
-from spotify_logger.tracker import PlayTracker
 
-from conftest import assert_counter_invariant, play_hashes
+from conftest import assert_counter_invariant, play_hashes, wait_until
 
 OPENER, SKIPPED = track("Opener", 2_000, ("A",)), track("Skipped", 6_000, ("B",))
 PAUSED, SEEKER = track("Paused", 2_500, ("A", "C")), track("Seeker", 8_000, ("D",))
@@ -54,20 +51,18 @@ def test_play_rules_hold_with_smart_polling(sim_factory: Callable[..., SpotifySi
                             end_grace_s=2.0)
     client = redis_server.client()
     stop = threading.Event()
-    parts = Parts.build(settings, stop)
-    tracker = PlayTracker(min_play_ms=settings.min_play_ms, end_grace_ms=int(settings.end_grace_s * 1000))
-    poller = Poller(parts.client, tracker, parts.writer, Schedule(settings.poll_interval, settings.max_poll_interval),
-                    stop=stop)
+    poller = Parts.build(settings, stop).poller()
     worker = threading.Thread(target=poller.run, daemon=True)
     worker.start()
     try:
-        _wait_for(lambda: sim.requests_to("/v1/me/player"), timeout=10)
+        wait_until(lambda: sim.requests_to("/v1/me/player"), "the first poll", timeout=10)
         started = time.time()
         sim.load_script(SCRIPT, at=started)
         time.sleep(SCRIPT.length_ms / 1000)
         during_script = [r for r in sim.requests_to("/v1/me/player") if r.t >= started]
         # The last play closes once the player has been stopped for END_GRACE.
-        _wait_for(lambda: client.get("listening:current") is None, timeout=settings.end_grace_s + 5)
+        wait_until(lambda: client.get("listening:current") is None, "the last play to close",
+                   timeout=settings.end_grace_s + 5)
     finally:
         stop.set()
         worker.join(5)
@@ -88,10 +83,3 @@ def test_play_rules_hold_with_smart_polling(sim_factory: Callable[..., SpotifySi
     # Polling every 0.2 s would have made SCRIPT.length_ms / 200 calls: smart polling makes far fewer.
     fixed_interval_calls = SCRIPT.length_ms / 200
     assert len(during_script) < 0.6 * fixed_interval_calls, len(during_script)
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)

@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from conftest import assert_counter_invariant, env_for, redis_dump
+from helpers import FakePlayer
 from spotify_logger import cli, health
 from spotify_logger.batch import Batch
 from spotify_logger.commands.status import render
@@ -271,16 +272,13 @@ def test_a_poller_restarted_during_an_outage_continues_the_spooled_play(sim_fact
 
 def test_poll_hooks_wait_until_the_spool_is_replayed(spool: Spool, fake_redis: Any) -> None:
     # A reconciliation pass while plays wait in the spool would add them a second time.
-    class Player:
-        def player(self) -> Any:
-            return {"is_playing": True, "progress_ms": 1_000, "currently_playing_type": "track",
-                    "item": {"type": "track", "uri": "spotify:track:A", "id": "A", "name": "A",
-                             "duration_ms": 6_000, "artists": [{"name": "X", "id": "x"}]}}
-
+    player = FakePlayer({"is_playing": True, "progress_ms": 1_000, "currently_playing_type": "track",
+                         "item": {"type": "track", "uri": "spotify:track:A", "id": "A", "name": "A",
+                                  "duration_ms": 6_000, "artists": [{"name": "X", "id": "x"}]}})
     calls: list[tuple[float, float | None]] = []
     clock = iter(float(t) for t in range(1_700_000_000, 1_700_000_100))
     store = FlakyStore(fake_redis)
-    poller = Poller(Player(), PlayTracker(min_play_ms=2_000, end_grace_ms=2_000), Writer(store, spool),  # type: ignore[arg-type]
+    poller = Poller(player, PlayTracker(min_play_ms=2_000, end_grace_ms=2_000), Writer(store, spool),  # type: ignore[arg-type]
                     Schedule(1.0, 1.0), stop=threading.Event(), clock=lambda: next(clock),
                     after_poll=[lambda at, previous: calls.append((at, previous))])
     poller.poll_once()

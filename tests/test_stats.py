@@ -5,43 +5,18 @@ from __future__ import annotations
 import json
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from spotify_logger import stats
-from spotify_logger.batch import Batch, PlayWrite
-from spotify_logger.cli import main
 from spotify_logger.errors import BadInput
-from spotify_logger.extract import redis_convert
 from spotify_logger.periods import LocalTime, parse_when, period
-from spotify_logger.store import Store
+from spotify_logger.playlist import is_spotify_track
 
 from conftest import assert_counter_invariant
-
-H, MIN, DAY = 3_600_000, 60_000, 86_400_000
-MON = 1_717_372_800_000  # Monday 2024-06-03 00:00 UTC
-A, B, C = ("spotify:track:" + c * 22 for c in "abc")
-EP = "spotify:episode:" + "e" * 22
-
-
-def add_play(client: Any, start: int, ms: int, uri: str = A, *, name: str | None = None,
-             artists: Sequence[str] = ("Artist",), album: str | None = "Album", counted: bool | None = None,
-             kind: str = "track", show: str | None = None) -> None:
-    """One finished play, written through the store as the poller would (counters included)."""
-    counted = ms >= 30_000 if counted is None else counted
-    fields = redis_convert(dict(started_at=start, last_seen_at=start + ms, ended_at=start + ms, ms_played=ms, uri=uri,
-                                name=name or f"Song {uri[-1].upper()}", artists=list(artists) or None, album=album,
-                                type=kind, show=show, counted=counted, playing=False, source="poll"))
-    write = PlayWrite(start, fields, uri, tuple(artists), counted=counted)
-    Store(client).apply(Batch(polled_at=0, writes=(write,), keep_current=True))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), env={"REDIS_URL": url, "SPOTIFY_LOGGER_LOG_FORMAT": "json"})
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import DAY, EP, MIN, MON, A, B, C, H, add_play, run_cli
 
 
 def stats_json(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> Any:
@@ -105,10 +80,10 @@ def test_hours_window_in_a_time_zone(week: Any, redis_server: Any, capsys: pytes
                       "--tz", "America/New_York")
     assert [(r["key"], r["plays"]) for r in data["rows"]] == [(B, 2)]
     since, until = MON, MON + 7 * DAY
-    assert stats.top_tracks(week, since, until, hours=(7, 10), tz="UTC") == [(A, "Song A", 2)]
-    assert stats.top_tracks(week, since, until, hours=(7, 10), tz="UTC", types=None) == [
+    assert stats.top_tracks(week, since, until, hours=(7, 10), tz="UTC", keep=is_spotify_track) == [(A, "Song A", 2)]
+    assert stats.top_tracks(week, since, until, hours=(7, 10), tz="UTC") == [
         (A, "Song A", 2), (EP, "Episode", 1)]
-    assert stats.top_tracks(week, since, until, hours=(22, 8), tz="UTC") == []
+    assert stats.top_tracks(week, since, until, hours=(22, 8), tz="UTC", keep=is_spotify_track) == []
     assert stats.top_tracks(week, since, until, hours=(20, 2), tz="UTC", limit=1) == [(B, "Song B", 2)]
 
 

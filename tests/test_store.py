@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from spotify_logger import keys
-from spotify_logger.batch import Batch, PlayWrite
+from spotify_logger.batch import Batch, PlayWrite, merge_write
 from spotify_logger.extract import Snapshot
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
@@ -161,3 +161,15 @@ def test_a_clock_step_back_counts_once(client: Any) -> None:
     assert client.hget(keys.play_key(T0), "counted") == "1"
     assert_counter_invariant(client)
     assert client.zscore(keys.TRACK_COUNTS, URIS[0]) == 1
+
+
+def test_merge_write_agrees_with_the_store_script(fake_redis: Any) -> None:
+    """batch.merge_write (restores without Redis) and the Lua script must build the same plays."""
+    store = Store(fake_redis)
+    rebuilt: dict[int, dict[str, str]] = {}
+    batches = session_batches(seed=5)
+    for batch in batches + batches[::7]:   # with stale replays of earlier batches mixed in
+        store.apply(batch)
+        for write in batch.writes:
+            merge_write(rebuilt.setdefault(write.started_at, {}), write)
+    assert {k: v for k, v in play_hashes(fake_redis).items()} == rebuilt

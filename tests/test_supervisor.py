@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
-from conftest import ROOT, Proc, env_for, run_py_cmd
+from conftest import ROOT, Proc, env_for, pid_gone, run_py_cmd, wait_until
 
 from spotify_logger.simulator import Fault, Play, Script, SpotifySimulator, track
 
@@ -37,14 +37,6 @@ def start(spawn: Callable[..., Proc], settings: Any, *args: str, **env: str) -> 
 
 def last_child(proc: Proc) -> int:
     return int(proc.events("child_started")[-1]["pid"])
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_policy_defaults_and_environment() -> None:
@@ -81,7 +73,6 @@ def test_exit_78_from_the_child_is_not_restarted(sim_factory, settings_for, spaw
     assert not proc.events("restart_scheduled")
 
 
-
 def test_a_usage_error_from_the_child_is_not_restarted(spawn, tmp_path: Path) -> None:
     """Arguments pass through to `run`, which takes none: exit 64 is final, not a restart loop."""
     env = {**os.environ, "SPOTIFY_LOGGER_RESTART_DELAY": "0.05", "SPOTIFY_LOGGER_STATE_DIR": str(tmp_path)}
@@ -89,6 +80,7 @@ def test_a_usage_error_from_the_child_is_not_restarted(spawn, tmp_path: Path) ->
     assert proc.wait() == 64
     assert len(proc.events("child_started")) == 1
     assert proc.events("child_fatal") and not proc.events("restart_scheduled")
+
 
 def test_backoff_doubles_and_resets_after_a_healthy_run(sim_factory, settings_for, redis_server, spawn) -> None:
     sim = sim_factory(LONG)
@@ -106,8 +98,7 @@ def test_backoff_doubles_and_resets_after_a_healthy_run(sim_factory, settings_fo
 
     assert [e["delay_s"] for e in proc.events("restart_scheduled")] == [0.2, 0.4, 0.2]
     assert [e["signal"] for e in proc.events("child_exited")] == ["SIGKILL"] * 3
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.terminate() == 0
 
 
 def test_a_signal_during_the_backoff_stops_without_a_restart(sim_factory, settings_for, redis_server, spawn) -> None:
@@ -115,8 +106,7 @@ def test_a_signal_during_the_backoff_stops_without_a_restart(sim_factory, settin
     redis_server.client().set("listening:index", "wrong type")  # the poller exits 70 at its first write
     proc = start(spawn, settings_for(sim, redis_server.url), SPOTIFY_LOGGER_RESTART_DELAY="30")
     proc.wait_for("restart_scheduled")
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=3) == 0
+    assert proc.terminate(timeout=3) == 0
     assert len(proc.events("child_started")) == 1
     assert proc.events("supervisor_stopped")[0]["signal"] == "SIGTERM"
 
@@ -132,17 +122,15 @@ def test_sigint_and_sighup_are_forwarded_and_stop_cleanly(sim_factory, settings_
     assert proc.wait() == 0
     assert [e["signal"] for e in proc.events("signal_forwarded")] == [signal.Signals(signum).name], proc.lines
     assert proc.events("poller_stopped")[-1]["exit_code"] == 0
-    assert gone(child)
+    assert pid_gone(child)
     assert len(proc.events("child_started")) == 1
 
 
 def _stuck_in_a_request(sim: SpotifySimulator, proc: Proc) -> None:
     proc.wait_for("poller_started")
     sim.inject(Fault("slow", path="/v1/me/player", delay_s=3.0))
-    deadline = time.monotonic() + 10
-    while sim.faults_pending():  # taken when the request arrives, before the slow answer
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    # The fault is taken when the request arrives, before the slow answer.
+    wait_until(lambda: not sim.faults_pending(), "a request stuck in the slow answer", timeout=10)
 
 
 def test_a_child_that_does_not_stop_in_time_is_killed(sim_factory, settings_for, redis_server, spawn) -> None:
@@ -151,11 +139,10 @@ def test_a_child_that_does_not_stop_in_time_is_killed(sim_factory, settings_for,
     proc = start(spawn, settings_for(sim, redis_server.url, read_timeout=5.0), SPOTIFY_LOGGER_STOP_TIMEOUT="0.3")
     _stuck_in_a_request(sim, proc)
     child = last_child(proc)
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.terminate() == 0
     assert proc.events("child_killed")[0]["pid"] == child
     assert proc.events("child_exited")[-1]["signal"] == "SIGKILL"
-    assert gone(child)
+    assert pid_gone(child)
     assert len(proc.events("child_started")) == 1
 
 
@@ -166,8 +153,7 @@ def test_a_second_signal_is_forwarded_and_the_child_exits_at_once(sim_factory, s
     _stuck_in_a_request(sim, proc)
     proc.popen.send_signal(signal.SIGTERM)
     proc.wait_for("signal_forwarded")
-    proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.terminate() == 0
     assert len(proc.events("signal_forwarded")) == 2
     assert proc.events("poller_stopped")[-1]["cold"] is True
     assert not proc.events("child_killed")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from typing import Any, Callable
 import pytest
 import requests
 from conftest import env_for, poller_cmd, run_py_cmd
+from simdata import FakeClock
 from structlog.testing import capture_logs
 
 from spotify_logger import cli
@@ -33,14 +33,6 @@ DAY = 86400.0
 SONG = track("Lifecycle Song", 120_000)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _auth(settings: Any, clock: Callable[[], float] = time.time, store: TokenStore | None = None) -> Authenticator:
     return Authenticator(settings, store or TokenStore(settings.token_file), requests.Session(), clock=clock)
 
@@ -50,7 +42,7 @@ def _save(settings: Any, **fields: Any) -> None:
 
 
 def test_refresh_happens_when_less_than_60s_are_left(sim_factory: Any, settings_for: Any) -> None:
-    sim, clock = sim_factory(), Clock()
+    sim, clock = sim_factory(), FakeClock(time.time())
     settings = settings_for(sim, token=False)
     held = sim.issue_access_token()
     _save(settings, refresh_token=sim.current_refresh_token, access_token=held, expires_at=clock.now + 61)
@@ -152,8 +144,7 @@ def test_rotation_survives_a_restart(sim_factory: Any, settings_for: Any, redis_
     first = spawn(poller_cmd(), env)
     assert first.wait_for("token_refreshed")[0]["rotated"] is True
     first.wait_for("poll_ok", count=2)
-    first.popen.send_signal(signal.SIGTERM)
-    assert first.wait() == 0
+    assert first.terminate() == 0
     rotated = TokenStore(settings.token_file).load().refresh_token
     assert rotated == sim.current_refresh_token != original
     spent = settings_for(sim, token=False, state_dir=settings.state_dir / "spent")
@@ -165,8 +156,7 @@ def test_rotation_survives_a_restart(sim_factory: Any, settings_for: Any, redis_
     second = spawn(poller_cmd(), env)
     assert second.wait_for("token_refreshed")[0]["rotated"] is True
     second.wait_for("poll_ok", count=2)
-    second.popen.send_signal(signal.SIGTERM)
-    assert second.wait() == 0
+    assert second.terminate() == 0
     assert not second.events("poller_failed")
     assert TokenStore(settings.token_file).load().refresh_token == sim.current_refresh_token != rotated
 
@@ -216,7 +206,7 @@ def test_invalid_grant_is_logged_once(sim_factory: Any, settings_for: Any) -> No
 
 
 def test_an_old_token_is_warned_about_once_a_day(sim_factory: Any, settings_for: Any) -> None:
-    sim, clock = sim_factory(), Clock()
+    sim, clock = sim_factory(), FakeClock(time.time())
     settings = settings_for(sim, token=False)
     _save(settings, refresh_token=sim.current_refresh_token, access_token=sim.issue_access_token(),
           expires_at=clock.now + 10 * DAY, authorized_at=clock.now - TOKEN_OLD_AFTER_S + 3600)

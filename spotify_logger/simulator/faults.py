@@ -7,14 +7,13 @@ import math
 import threading
 from dataclasses import dataclass, replace
 from email.utils import formatdate
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .http_types import Response, api_error, json_response
 
 FaultKind = Literal["status", "rate_limit", "not_json", "slow", "reset"]
-FAULT_KINDS: tuple[str, ...] = ("status", "rate_limit", "not_json", "slow", "reset")
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
-RATE_LIMIT_BODY = {"error": {"status": 429, "message": "API rate limit exceeded"}}
 PREMIUM_REQUIRED_BODY = {"error": {"status": 403,
                                    "message": "Player command failed: Premium required",
                                    "reason": "PREMIUM_REQUIRED"}}
@@ -76,10 +75,6 @@ class FaultQueue:
         with self._lock:
             return list(self._pending)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
 
 class RateLimitWindow:
     """A penalty window: every API request inside it gets 429.
@@ -112,10 +107,6 @@ class RateLimitWindow:
             self._told = True
             return self._until - now, violation
 
-    def clear(self) -> None:
-        with self._lock:
-            self._until = float("-inf")
-
 
 def retry_after_header(seconds: float, now: float, http_date: bool) -> str:
     if http_date:
@@ -124,8 +115,7 @@ def retry_after_header(seconds: float, now: float, http_date: bool) -> str:
 
 
 def rate_limited(seconds: float, now: float, http_date: bool = False) -> Response:
-    return json_response(429, RATE_LIMIT_BODY,
-                         {"Retry-After": retry_after_header(seconds, now, http_date)})
+    return api_error(429, headers={"Retry-After": retry_after_header(seconds, now, http_date)})
 
 
 def _override(fault: Fault, status: int) -> Response:
@@ -146,8 +136,6 @@ def fault_response(fault: Fault, now: float) -> Response | None:
     if fault.kind == "status":
         if fault.body is not None:
             return _override(fault, fault.status)
-        if fault.status == 403:
-            return json_response(403, PREMIUM_REQUIRED_BODY)
         return api_error(fault.status)
     if fault.kind == "rate_limit":
         response = rate_limited(fault.retry_after, now, fault.retry_after_http_date)

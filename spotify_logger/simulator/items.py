@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import quote_plus
 
 ItemKind = Literal["track", "episode", "local", "ad", "unknown"]
-ITEM_KINDS: tuple[str, ...] = ("track", "episode", "local", "ad", "unknown")
+ITEM_KINDS: tuple[str, ...] = get_args(ItemKind)
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

@@ -184,7 +184,9 @@ def context_object(uri: str | None) -> JSON | None:
             "href": f"{API}/{kind}s/{ctx_id}", "type": kind, "uri": uri}
 
 
-def device_object(name: str, *, active: bool = True, private: bool = False) -> JSON:
+def device_object(name: str, *, active: bool = True, private: bool = False, kind: str | None = None,
+                  volume: int = 50) -> JSON:
+    """A DeviceObject; without `kind`, a name with "desktop" in it is a Computer, else a Speaker."""
     return {
         "id": hashlib.sha1(("device:" + name).encode("utf-8")).hexdigest(),
         "is_active": active,
@@ -192,6 +194,6 @@ def device_object(name: str, *, active: bool = True, private: bool = False) -> J
         "is_restricted": False,
         "name": name,
         "supports_volume": True,
-        "type": "Computer" if "desktop" in name.lower() else "Speaker",
-        "volume_percent": 50,
+        "type": kind or ("Computer" if "desktop" in name.lower() else "Speaker"),
+        "volume_percent": volume,
     }

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .http_types import Request, Response, api_error, json_response
 from .items import fake_id
+from .objects import API, OPEN
 
 if TYPE_CHECKING:
     from .simulator import SpotifySimulator
 
-API = "https://api.spotify.com/v1"
-OPEN = "https://open.spotify.com"
 USER_ID = "sim-user"
 MAX_URIS = 100
 _PLAYABLE_URI = re.compile(r"spotify:(track|episode):[0-9A-Za-z]{22}")

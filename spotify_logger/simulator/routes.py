@@ -53,21 +53,15 @@ class Match:
     path_known: bool = False  # a route exists for the path, under another method
 
 
-class Router:
-    def __init__(self, routes: tuple[Route, ...] = ROUTES) -> None:
-        self._routes = list(routes)
-
-    def add(self, route: Route) -> None:
-        """Register an extra endpoint at runtime (earlier routes win on overlap)."""
-        self._routes.append(route)
-
-    def match(self, method: str, path: str) -> Match:
-        path_known = False
-        for route in self._routes:
-            found = route.regex.fullmatch(path)
-            if found is None:
-                continue
-            if route.method == method:
-                return Match(route, tuple(found.groups()))
-            path_known = True
-        return Match(None, path_known=path_known)
+def match(method: str, path: str) -> Match:
+    """The route for a request (the first whose pattern and method fit), its captured groups, and
+    whether the path is known under another method (405 rather than 404)."""
+    path_known = False
+    for route in ROUTES:
+        found = route.regex.fullmatch(path)
+        if found is None:
+            continue
+        if route.method == method:
+            return Match(route, tuple(found.groups()))
+        path_known = True
+    return Match(None, path_known=path_known)

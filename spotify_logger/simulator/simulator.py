@@ -16,7 +16,7 @@ from .playback import context_uri_for
 from .playlists import Playlists
 from .recent import FEED_SIZE, History, HistoryEntry, newest_first
 from .reqlog import RecordedRequest, RequestLog, redact
-from .routes import Router
+from . import routes
 from .script import Script
 from .server import HttpServer
 from .timeline import EndedPlay, PlayerState, Timeline
@@ -37,19 +37,14 @@ class SpotifySimulator:
         redirect_uris: Iterable[str] = ("http://127.0.0.1:8888/callback",),
         auto_approve: bool = True,
         port: int = 0,
-        feed_size: int = FEED_SIZE,
-        scope: str = DEFAULT_SCOPE,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
         self.auto_approve = auto_approve
         self.recent_min_ms = recent_min_ms
-        self.feed_size = feed_size
         self.clock = clock
-        self.tokens = TokenStore(clock, refresh_token, access_token_ttl_s,
-                                 rotate_refresh_tokens, scope)
-        self.router = Router()
+        self.tokens = TokenStore(clock, refresh_token, access_token_ttl_s, rotate_refresh_tokens)
         self.playlists = Playlists()  # the user's playlists, for the playlist endpoints and tests
         self._faults = FaultQueue()
         self._window = RateLimitWindow()
@@ -141,18 +136,18 @@ class SpotifySimulator:
                 and play.listened_ms > self.recent_min_ms)
 
     def _ended(self, timeline: Timeline, start: int, now: int, cut: bool) -> list[HistoryEntry]:
-        plays = timeline.ended_plays(now - start, self._listed, self.feed_size, cut)
+        plays = timeline.ended_plays(now - start, self._listed, FEED_SIZE, cut)
         return [HistoryEntry(p.play.item, start + p.ended_at + p.play.played_at_offset_ms,
                              context_uri_for(p.play, timeline.script.context_uri))
                 for p in plays]
 
     def recently_played(self) -> list[HistoryEntry]:
-        """The feed as the API would list it now: newest first, at most `feed_size`."""
+        """The feed as the API would list it now: newest first, at most FEED_SIZE (50)."""
         now = self._now_ms()
         with self._lock:
             timeline, start = self._timeline, self._start_ms
         live = [] if start is None else self._ended(timeline, start, now, cut=False)
-        return newest_first(self._history.entries() + live, self.feed_size)
+        return newest_first(self._history.entries() + live)
 
     def add_history(self, item: Item, played_at_ms: int, context_uri: str | None = None) -> None:
         self._history.add(HistoryEntry(item, int(played_at_ms), context_uri))
@@ -194,10 +189,6 @@ class SpotifySimulator:
 
     def rate_limit_for(self, seconds: float, *, extend_on_violation_s: float = 0.0) -> None:
         self._window.start(self.clock(), seconds, extend_on_violation_s)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-        self._window.clear()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -241,7 +232,7 @@ class SpotifySimulator:
         return fault_response(fault, now), fault.kind, False
 
     def _route(self, request: Request) -> Response:
-        match = self.router.match(request.method, request.path)
+        match = routes.match(request.method, request.path)
         if match.route is None:
             return api_error(405 if match.path_known else 404)
         if match.route.auth:

@@ -118,13 +118,14 @@ class Timeline:
                 - span.progress
         return heard
 
-    def _locate(self, elapsed: int) -> tuple[int, int] | None:
-        """(iteration, offset) for an elapsed time, or None outside the timeline."""
+    def _locate(self, elapsed: int, *, clamp: bool = False) -> tuple[int, int] | None:
+        """(iteration, offset) for an elapsed time, or None outside the timeline; with `clamp`,
+        past the end of a script that does not loop is the end of its only iteration."""
         if elapsed < 0 or self.length == 0:
             return None
         iteration, offset = divmod(elapsed, self.length)
         if iteration and not self.script.loop:
-            return None
+            return (0, self.length) if clamp else None
         return iteration, offset
 
     def state_at(self, elapsed: int) -> PlayerState | None:
@@ -151,11 +152,11 @@ class Timeline:
         timeline is replaced, since the item then changes).
         """
         found: list[EndedPlay] = []
-        if elapsed < 0 or self.length == 0:
+        where = self._locate(elapsed, clamp=True)
+        if where is None:
             return found
-        iteration, offset = divmod(elapsed, self.length)
-        if not self.script.loop and iteration:
-            iteration, offset, cut = 0, self.length, False
+        iteration, offset = where
+        cut = cut and offset < self.length  # at the end of the script nothing is still going on
         full = [EndedPlay(r.play, r.end, self._listened[i]) for i, r in enumerate(self.runs)]
         # Older iterations repeat `full`; when none of it is kept they would add nothing.
         older = iteration if any(keep(p) for p in full) else 0
