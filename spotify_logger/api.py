@@ -1,4 +1,4 @@
-"""The Spotify Web API client. requests errors stop here and become ApiError subclasses.
+"""The Spotify Web API client. requests and urllib3 errors stop here and become ApiError subclasses.
 
 Policy, in order: the rate-limit cooldown gates every request; a 401 refreshes the token once;
 transient failures (5xx, connection errors, timeouts, bodies that are not JSON) are retried by
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
@@ -20,6 +19,7 @@ from .config import Settings
 from .cooldown import Cooldown, parse_retry_after
 from .errors import ApiError, Forbidden, NotFound, RateLimited, TransientApiError, Unauthorized
 from .extract import dict_get
+from .httpsession import FAST_GET_ERRORS, PollingSession, Reply, is_timeout
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -29,60 +29,6 @@ FORBIDDEN_HINT = (
     "Spotify answered 403 Forbidden: the app's owner needs Spotify Premium, and in development "
     "mode the user must be on the app's allowlist (Dashboard > your app > User Management)"
 )
-
-
-class _Session(requests.Session):
-    """A Session that does the same poll's bookkeeping once, not on every poll (on a Pi, every
-    poll's CPU counts; bench/poll_cost.py measures it):
-
-    - requests reads proxy and CA-bundle settings from the environment on every request (~10 %
-      of a poll). The environment does not change while the daemon runs: read once per origin.
-    - Preparing a request (URL parsing and quoting, header merging, cookies, netrc) is ~15 % more,
-      and a poll sends the same GET with the same token every time: prepared once, then copied.
-      Only body-less GETs are reused, and only while the cookie jar is empty (Spotify sets none).
-    """
-
-    _PREPARED_MAX = 16  # recently-played's `before` cursor varies: keep the cache small
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
-        self._prepared: dict[Any, requests.PreparedRequest] = {}
-
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        reusable = (request.method == "GET" and not request.data and not request.files and request.json is None
-                    and request.auth is None and not request.cookies and not self.cookies
-                    and not any(request.hooks.values()) and isinstance(request.params, dict)
-                    and all(isinstance(v, (str, int)) for v in request.params.values()))
-        if not reusable:
-            return super().prepare_request(request)
-        key = (request.url, tuple(sorted(request.params.items())), tuple(sorted(request.headers.items())))
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            if len(self._prepared) >= self._PREPARED_MAX:
-                self._prepared.clear()
-            prepared = self._prepared[key] = super().prepare_request(request)
-        return prepared.copy()
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        if proxies or stream is not None or verify is not None or cert is not None:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        origin = tuple(urlsplit(url)[:2])
-        settings = self._environment.get(origin)  # type: ignore[arg-type]
-        if settings is None:
-            settings = super().merge_environment_settings(url, {}, None, None, None)
-            self._environment[origin] = settings  # type: ignore[index]
-        return {**settings, "proxies": dict(settings["proxies"])}
-
-
-def make_session() -> requests.Session:
-    session = _Session()
-    session.headers["User-Agent"] = "spotify-logger"
-    # Keep-alive: one TLS handshake per connection, not per poll (a Pi notices the difference).
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 class SpotifyClient:
@@ -133,21 +79,26 @@ class SpotifyClient:
                 raise Unauthorized(f"401 from {path} even after a token refresh", status=401)
         return self._interpret(path, resp)
 
-    def _send(self, method: str, path: str, params: Any, body: Any) -> requests.Response:
+    def _send(self, method: str, path: str, params: Any, body: Any) -> requests.Response | Reply:
         self.cooldown.check()
         token = self.auth.access_token()
+        url = f"{self.settings.api_url}{path}"
+        headers = {"Authorization": f"Bearer {token}"}
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         try:
-            return self.session.request(
-                method, f"{self.settings.api_url}{path}", params=params, json=body,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            )
+            if method == "GET" and body is None and isinstance(self.session, PollingSession):
+                return self.session.fast_get(url, params=params or {}, headers=headers, timeout=timeout)
+            return self.session.request(method, url, params=params, json=body, headers=headers, timeout=timeout)
         except requests.Timeout:
             raise TransientApiError(f"{path}: timed out") from None
         except requests.RequestException as exc:
             raise TransientApiError(f"{path}: {type(exc).__name__}") from None
+        except FAST_GET_ERRORS as exc:
+            if is_timeout(exc):
+                raise TransientApiError(f"{path}: timed out") from None
+            raise TransientApiError(f"{path}: {type(exc).__name__}") from None
 
-    def _interpret(self, path: str, resp: requests.Response) -> Any:
+    def _interpret(self, path: str, resp: requests.Response | Reply) -> Any:
         status = resp.status_code
         if status == 204:
             return None
@@ -171,7 +122,7 @@ class SpotifyClient:
             raise TransientApiError(f"{path}: body is not JSON", status=status) from None
 
 
-def _error_message(resp: requests.Response) -> str:
+def _error_message(resp: requests.Response | Reply) -> str:
     try:
         body = resp.json()
     except ValueError:

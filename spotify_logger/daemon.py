@@ -16,7 +16,8 @@ from typing import Callable
 
 import redis
 
-from .api import SpotifyClient, make_session
+from .api import SpotifyClient
+from .httpsession import make_session
 from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
 from .config import Settings

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import pytest
 
 from spotify_logger import keys
-from spotify_logger.api import SpotifyClient, make_session
+from spotify_logger.api import SpotifyClient
+from spotify_logger.httpsession import make_session
 from spotify_logger.auth import Authenticator
 from spotify_logger.backfill import FEED_SIZE
 from spotify_logger.batch import Batch, PlayWrite

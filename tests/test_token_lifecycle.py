@@ -282,7 +282,7 @@ def test_concurrent_refreshes_across_processes_spend_a_rotating_token_once(
     settings = settings_for(sim)
     code = textwrap.dedent("""
         import sys
-        from spotify_logger.api import make_session
+        from spotify_logger.httpsession import make_session
         from spotify_logger.auth import Authenticator
         from spotify_logger.config import Settings
         from spotify_logger.tokenstore import TokenStore
