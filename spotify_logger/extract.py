@@ -7,10 +7,12 @@ albums, local files without ids), so every access is a safe walk that falls back
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
 
 Path = str | Sequence[str | int]
 RedisValue = str | int | float
@@ -20,10 +22,12 @@ RECORDABLE_KINDS = ("track", "episode")
 
 def dict_get(d: Any, path: Path, default: Any = None) -> Any:
     """Walk nested dicts and list indexes; the default at the first missing or null step."""
-    steps: Iterable[str | int] = path.split(".") if isinstance(path, str) else path
     node = d
-    for step in steps:
-        if isinstance(node, Mapping) and isinstance(step, str):
+    for step in _steps(path) if isinstance(path, str) else path:
+        # Exact type checks first: JSON bodies hold only dicts and lists, and an ABC check per
+        # step was a tenth of a poll's CPU. Other mappings still take the slow road.
+        kind = type(node)
+        if (kind is dict or (kind is not list and isinstance(node, Mapping))) and isinstance(step, str):
             node = node.get(step)
         elif isinstance(node, list) and isinstance(step, int) and -len(node) <= step < len(node):
             node = node[step]
@@ -32,6 +36,11 @@ def dict_get(d: Any, path: Path, default: Any = None) -> Any:
         if node is None:
             return default
     return node
+
+
+@lru_cache(maxsize=256)
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 @dataclass(frozen=True)
@@ -73,12 +82,16 @@ class Snapshot:
 
     def item_fields(self) -> dict[str, Any]:
         """The fields that describe the item and playback context, named as in the play hash."""
-        skip = {"kind", "is_playing", "private_session", "progress_ms"}
-        out = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name not in skip}
+        out = {name: getattr(self, name) for name in _ITEM_FIELDS}
         out["type"] = self.kind
         out["artists"] = list(self.artists) if self.artists else None
         out["artist_ids"] = list(self.artist_ids) if self.artist_ids else None
         return out
+
+
+# Snapshot's fields that item_fields() copies as they are; computed once, not on every poll.
+_ITEM_FIELDS = tuple(f.name for f in dataclass_fields(Snapshot)
+                     if f.name not in {"kind", "is_playing", "private_session", "progress_ms", "artists", "artist_ids"})
 
 
 def extract(body: Any) -> Snapshot:
@@ -122,7 +135,10 @@ def redis_convert(values: Mapping[str, Any]) -> dict[str, RedisValue]:
     for key, value in values.items():
         if value is None:
             continue
-        if isinstance(value, bool):
+        kind = type(value)
+        if kind is str or kind is int:  # most values, every poll: skip the isinstance chain
+            out[key] = value
+        elif isinstance(value, bool):
             out[key] = "1" if value else "0"
         elif isinstance(value, (int, float, str)):
             out[key] = value
