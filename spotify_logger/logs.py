@@ -22,7 +22,14 @@ _SECRET_TEXT = [
 ]
 
 
+# Every pattern above needs one of these to match: text without any (most of it: event names,
+# uris, titles, timestamps) skips the four substitutions, two thirds of a log line's cost.
+_MIGHT_HOLD_SECRET = re.compile(r"(?i)bearer|basic|=|token|secret|@")
+
+
 def redact_text(text: str) -> str:
+    if not _MIGHT_HOLD_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRET_TEXT:
         text = pattern.sub(replacement, text)
     return text

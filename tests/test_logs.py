@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from spotify_logger import logs
 
 
@@ -35,3 +38,15 @@ def test_secrets_inside_free_text_are_redacted() -> None:
 def test_json_lines_have_level_and_timestamp() -> None:
     event = json.loads(render(uri="spotify:track:x"))
     assert event["level"] == "info" and "timestamp" in event and event["uri"] == "spotify:track:x"
+
+
+FRAGMENTS = ["Bearer ", "bAsIc ", "access_token=", "CODE=", "code_verifier=", '"refresh_token": "', '"client_secret":"',
+             "redis://", "rediss://user:", "@", "=", "&", " ", "x", "AT-1", "Token", "secret", "é", '"', ":"]
+
+
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=5)), max_size=12).map("".join))
+def test_the_quick_check_never_lets_through_what_the_patterns_would_redact(text: str) -> None:
+    every_pattern = text
+    for pattern, replacement in logs._SECRET_TEXT:  # noqa: SLF001 - the reference the shortcut must match
+        every_pattern = pattern.sub(replacement, every_pattern)
+    assert logs.redact_text(text) == every_pattern
