@@ -19,7 +19,7 @@ from .config import Settings
 from .cooldown import Cooldown, parse_retry_after
 from .errors import ApiError, Forbidden, NotFound, RateLimited, TransientApiError, Unauthorized
 from .extract import dict_get
-from .httpsession import FAST_GET_ERRORS, PollingSession, Reply, is_timeout
+from .httpsession import FAST_GET_ERRORS, PollingSession, Reply, describe
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -94,9 +94,7 @@ class SpotifyClient:
         except requests.RequestException as exc:
             raise TransientApiError(f"{path}: {type(exc).__name__}") from None
         except FAST_GET_ERRORS as exc:
-            if is_timeout(exc):
-                raise TransientApiError(f"{path}: timed out") from None
-            raise TransientApiError(f"{path}: {type(exc).__name__}") from None
+            raise TransientApiError(f"{path}: {describe(exc)}") from None
 
     def _interpret(self, path: str, resp: requests.Response | Reply) -> Any:
         status = resp.status_code

@@ -30,10 +30,15 @@ from requests.utils import select_proxy
 FAST_GET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
-def is_timeout(exc: BaseException) -> bool:
-    """A connect or read timeout, bare or wrapped in MaxRetryError as urllib3 raises it."""
-    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
-    return isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+def describe(exc: BaseException) -> str:
+    """What went wrong, in the words requests would use: "timed out", or the error's name,
+    unwrapped from the MaxRetryError urllib3 wraps it in when no retries are allowed."""
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+    # urllib3 makes a refused connection a kind of ConnectTimeoutError; it is not a timeout.
+    timed_out = isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+    if timed_out and not isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "timed out"
+    return type(reason).__name__
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 from spotify_logger.errors import TransientApiError
 from spotify_logger.httpsession import PollingSession, Reply, make_session
 from spotify_logger.redisproc import free_port
-from spotify_logger.simulator import Script
+from spotify_logger.simulator import Fault, Script
 
 from helpers import make_client
 
@@ -135,5 +135,13 @@ def test_a_refused_connection_is_a_transient_api_error(settings_for: Any, sim_fa
     settings = settings_for(sim_factory(Script(())))
     client = make_client(dataclasses.replace(settings, api_url=f"http://127.0.0.1:{free_port()}/v1"), attempts=2)
     assert isinstance(client.session, PollingSession)
-    with pytest.raises(TransientApiError, match="/me/player: "):
+    with pytest.raises(TransientApiError, match="/me/player: NewConnectionError"):
+        client.player()
+
+
+def test_a_read_timeout_says_so(settings_for: Any, sim_factory: Any) -> None:
+    sim = sim_factory(Script(()))
+    sim.inject(Fault("slow", delay_s=1.0, count=1))
+    client = make_client(settings_for(sim, read_timeout=0.2), attempts=1)
+    with pytest.raises(TransientApiError, match="/me/player: timed out"):
         client.player()
