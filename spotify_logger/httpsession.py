@@ -84,13 +84,18 @@ class PollingSession(requests.Session):
         if route is None or self.cookies:
             return self.get(url, params=params, headers=headers, timeout=timeout)
         try:
-            return route.send(headers, timeout)
+            reply = route.send(headers, timeout)
         except urllib3.exceptions.ClosedPoolError:
             # requests' pool manager closed this pool to make room for another origin's: the
             # next pool it hands out for this URL is a new one.
             route = self._route(url, query)
             assert route is not None
-            return route.send(headers, timeout)
+            reply = route.send(headers, timeout)
+        if 300 <= reply.status_code < 400 and "location" in reply.headers:
+            # The Web API does not redirect, but something in front of a self-set SPOTIFY_API_URL
+            # may: follow it as requests does (it drops Authorization on a change of host).
+            return self.get(url, params=params, headers=headers, timeout=timeout)
+        return reply
 
     def _route(self, url: str, query: str) -> _Route | None:
         """The pool requests would send this GET through, and its request line; None when a
@@ -102,6 +107,10 @@ class PollingSession(requests.Session):
             adapter = self.get_adapter(url)
             assert isinstance(adapter, requests.adapters.HTTPAdapter)  # make_session mounts only these
             pool = adapter.get_connection_with_tls_context(prepared, settings["verify"], None, settings["cert"])
+            # What HTTPAdapter.send does next: since requests 2.32.5 this is where the pool gets
+            # certifi's bundle (or REQUESTS_CA_BUNDLE's); without it urllib3 would trust the
+            # system store instead.
+            adapter.cert_verify(pool, prepared.url, settings["verify"], settings["cert"])
             parts = urlsplit(str(prepared.url))
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             headers = {str(k): str(v) for k, v in self.headers.items()}

@@ -1,16 +1,24 @@
 """The polling session's fast GET against a recording HTTP peer on loopback: it must send what
-requests would send, over the same keep-alive connection, and stand aside for proxies and cookies."""
+requests would send, over the same keep-alive connection, trust the same certificates, and stand
+aside for proxies, cookies and redirects.
+
+tests/data/tls holds a CA and a server certificate (127.0.0.1, localhost) made with openssl for
+these tests only, valid for 100 years; the CA's key was thrown away."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import urllib3
 
 from spotify_logger.errors import TransientApiError
 from spotify_logger.httpsession import PollingSession, Reply, make_session
@@ -20,18 +28,27 @@ from spotify_logger.simulator import Fault, Script
 from helpers import make_client
 
 
+TLS = Path(__file__).parent / "data" / "tls"
+
+
 class Peer(ThreadingHTTPServer):
-    """Answers every GET with a JSON echo of what it received, and records it."""
+    """Answers every GET with a JSON echo of what it received, and records it. A path under
+    /old/ is moved permanently to the same path under /v1/."""
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.seen: list[dict[str, Any]] = []
+        self.scheme = "https" if tls else "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+            self.socket = context.wrap_socket(self.socket, server_side=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,6 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
         record = {"target": self.path, "client_port": self.client_address[1],
                   "headers": {k.lower(): v for k, v in self.headers.items()}}
         self.server.seen.append(record)
+        if self.path.startswith("/old/"):
+            self.send_response(301)
+            self.send_header("Location", "/v1/" + self.path.removeprefix("/old/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = json.dumps({"target": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -54,14 +77,21 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def peer() -> Iterator[Peer]:
-    server = Peer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serving(server: Peer) -> Iterator[Peer]:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    yield from serving(Peer())
+
+
+@pytest.fixture
+def tls_peer() -> Iterator[Peer]:
+    yield from serving(Peer(tls=True))
 
 
 @pytest.fixture(autouse=True)
@@ -113,6 +143,30 @@ def test_a_pool_closed_under_it_is_replaced(peer: Peer) -> None:
         evicted.close()
     assert session.fast_get(url, params=PARAMS, headers=AUTH, timeout=(5, 5)).status_code == 200
     assert len(peer.seen) == 2
+
+
+def test_https_trusts_the_ca_bundle_requests_trusts_not_the_system_store(
+        tls_peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = tls_peer.url + "/v1/me/player"
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # as on a stock Pi: requests uses certifi
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "ca.pem"))  # the system store trusts the test CA
+    with pytest.raises(requests.exceptions.SSLError):
+        make_session().get(url, params=PARAMS, headers=AUTH, timeout=(5, 5))
+    with pytest.raises(urllib3.exceptions.HTTPError, match="CERTIFICATE_VERIFY_FAILED"):
+        make_session().fast_get(url, params=PARAMS, headers=AUTH, timeout=(5, 5))
+    assert tls_peer.seen == []
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(TLS / "ca.pem"))  # now requests trusts it too
+    session = make_session()
+    reply = session.fast_get(url, params=PARAMS, headers=AUTH, timeout=(5, 5))
+    assert isinstance(reply, Reply) and reply.json() == {"target": "/v1/me/player?additional_types=track%2Cepisode"}
+
+
+def test_a_redirect_is_followed_as_requests_follows_it(peer: Peer) -> None:
+    reply = make_session().fast_get(peer.url + "/old/me/player", params=PARAMS, headers=AUTH, timeout=(5, 5))
+    assert reply.status_code == 200
+    assert reply.json() == {"target": "/v1/me/player?additional_types=track%2Cepisode"}
 
 
 def test_a_proxy_from_the_environment_is_honoured(peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
