@@ -10,8 +10,10 @@ own cookie jar. That was a third of a poll's CPU.
 `PollingSession.fast_get` resolves all that once per URL and query, through requests itself
 (`_route`), then sends the GET straight through the urllib3 pool requests chose: the same
 keep-alive connections, TLS verification and CA bundle. It answers with a small `Reply`. It
-stands aside, and requests does the whole work, when a proxy applies to the URL or the session
-holds cookies (the Web API sets none). Errors are urllib3's here: api.py translates both kinds.
+stands aside, and requests does the whole work, when a proxy applies to the URL, the session
+holds cookies (the Web API sets none) or the answer is a redirect. Proxy and CA settings are
+read from the environment once per URL, as a daemon's environment does not change. Errors are
+urllib3's here: api.py translates both kinds.
 """
 
 from __future__ import annotations
