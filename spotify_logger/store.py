@@ -94,10 +94,23 @@ def no_backoff_retry() -> Retry:
 
 
 def connect(url: str) -> "redis.Redis[str]":
-    return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-        health_check_interval=30, retry=no_backoff_retry(),
-    )
+    """A client for one thread's sequential commands (the poller's, a command's).
+
+    One connection, not a pool: a pooled command checks the connection out, probes it for
+    stray data and gives it back, seven system calls that were a third of redis-py's cost per
+    poll. No health-check PING either: with smart polling most polls come 30 s apart, and a
+    PING before each would double the round trips. A connection Redis dropped (a restart, an
+    idle timeout) fails its next command, which the one retry sends again on a new connection;
+    every write is idempotent, so sending one twice is harmless.
+    """
+    options = {"decode_responses": True, "socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+               "retry": no_backoff_retry()}
+    try:
+        return redis.Redis.from_url(url, single_connection_client=True, **options)
+    except redis.RedisError:
+        # redis-py opens the single connection at once, and Redis is down: a pooled client
+        # connects whenever it comes back (the spool holds the plays until then).
+        return redis.Redis.from_url(url, **options)
 
 
 class Store:

@@ -10,7 +10,9 @@ import pytest
 from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite, merge_write
 from spotify_logger.extract import Snapshot
-from spotify_logger.store import Store
+from spotify_logger.errors import StoreUnavailable
+from spotify_logger.redisproc import RedisServer
+from spotify_logger.store import Store, connect
 from spotify_logger.tracker import PlayTracker
 
 from conftest import assert_counter_invariant, play_hashes
@@ -173,3 +175,22 @@ def test_merge_write_agrees_with_the_store_script(fake_redis: Any) -> None:
         for write in batch.writes:
             merge_write(rebuilt.setdefault(write.started_at, {}), write)
     assert {k: v for k, v in play_hashes(fake_redis).items()} == rebuilt
+
+
+def test_one_connection_that_survives_a_redis_restart(redis_server: RedisServer) -> None:
+    store = Store(connect(redis_server.url))
+    store.apply(Batch(polled_at=1000, writes=(PlayWrite(1000, {"uri": "spotify:track:a", "last_seen_at": 1000}, "a"),)))
+    redis_server.stop()
+    redis_server.start()  # the client's connection is dead now: the next command retries on a new one
+    landed = store.apply(Batch(polled_at=2000, writes=(PlayWrite(1000, {"last_seen_at": 2000}, "a"),)))
+    assert landed == 1 and store.redis.hget(keys.play_key(1000), "last_seen_at") == "2000"
+    assert store.redis.connection is not None  # a single connection, not a pool's
+
+
+def test_a_client_made_while_redis_is_down_works_once_it_is_up(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    store = Store(connect(redis_server.url))  # no error here: the poller starts and spools
+    with pytest.raises(StoreUnavailable):
+        store.apply(Batch(polled_at=1000))
+    redis_server.start()
+    assert store.apply(Batch(polled_at=1000, writes=(PlayWrite(1000, {"uri": "spotify:track:a"}, "a"),))) == 1
