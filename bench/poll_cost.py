@@ -5,8 +5,11 @@ its threads) leaves out the simulator, which runs here. Two modes:
 
   daemon (default)  the real `python -m spotify_logger run`, with the poll interval set tiny
                     (1 ms) so that it polls back to back; polls are counted at the simulator.
+                    Also prints the CPU per poll of each fifth of the run: a shared machine
+                    moves whole runs, and the fifths show whether a run was steady.
   loop              a child that calls Poller.poll_once N times (no sleeps); with --profile it
-                    prints the cProfile top of the hot path.
+                    prints the cProfile top of the hot path (CPU time), with --parts the thread
+                    CPU time of each part of a poll (HTTP, extract, tracker, mirror, Redis).
 
 The simulator loops through realistic tracks, each `--track-ms` long, so that about one poll in
 nine sees a new play, as with smart polling at real track lengths (~9 polls per 3.5 min track).
@@ -14,6 +17,7 @@ nine sees a new play, as with smart polling at real track lengths (~9 polls per 
     python bench/poll_cost.py                     # 10k polls, the real daemon
     python bench/poll_cost.py --polls 50000       # a longer run: does RSS stay flat?
     python bench/poll_cost.py --mode loop --profile
+    python bench/poll_cost.py --mode loop --parts
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def main() -> int:
     args = p.parse_args()
     if args.child:
         return _child(Path(args.child), args.polls, args.profile, args.parts)
+    if args.mode == "daemon" and (args.profile or args.parts):
+        p.error("--profile and --parts measure the loop: add --mode loop")
     from spotify_logger.simulator import Play, Script, SpotifySimulator
 
     print(f"machine: {common.machine()}")
@@ -93,6 +99,7 @@ def _measure_daemon(sim: "SpotifySimulator", settings: object, polls: int) -> di
                 mark = now
         polls1, cpu1, rss1, t1 = count(), common.cpu_seconds(proc.pid), common.rss_mb(proc.pid), time.monotonic()
         fifths.append((cpu1 - mark[1]) * 1000 / max(1, polls1 - mark[0]))
+        trail.append(rss1)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -11,25 +11,27 @@ own cookie jar. That was a third of a poll's CPU.
 (`_route`), then sends the GET straight through the urllib3 pool requests chose: the same
 keep-alive connections, TLS verification and CA bundle. It answers with a small `Reply`. It
 stands aside, and requests does the whole work, when a proxy applies to the URL, the session
-holds cookies (the Web API sets none) or the answer is a redirect. Proxy and CA settings are
-read from the environment once per URL, as a daemon's environment does not change. Errors are
-urllib3's here: api.py translates both kinds.
+holds cookies (make_session refuses them: the Web API needs none) or the answer is a redirect.
+Proxy and CA settings are read from the environment once per URL, as a daemon's environment
+does not change. Errors are urllib3's here: api.py translates both kinds.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.utils import select_proxy
 
-# What a fast_get can raise besides requests' errors, for the caller to translate.
-FAST_GET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+# What a fast_get can raise besides requests' errors, for the caller to translate: urllib3
+# wraps socket, TLS and protocol errors in these.
+FAST_GET_ERRORS = (urllib3.exceptions.HTTPError,)
 
 
 def describe(exc: BaseException) -> str:
@@ -76,13 +78,16 @@ class PollingSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._routes: dict[tuple[str, str], _Route | None] = {}
+        self._routes: dict[tuple[str, Any], _Route | None] = {}
 
-    def fast_get(self, url: str, *, params: dict[str, str | int], headers: dict[str, str],
+    def fast_get(self, url: str, *, params: dict[str, Any], headers: dict[str, str],
                  timeout: tuple[float, float]) -> Reply | requests.Response:
-        query = urlencode(sorted(params.items()))
-        key = (url, query)
-        route = self._routes[key] if key in self._routes else self._route(url, query)
+        key = (url, tuple(params.items()))
+        try:
+            hash(key)
+        except TypeError:  # a list among the params: requests encodes those
+            return self.get(url, params=params, headers=headers, timeout=timeout)
+        route = self._routes[key] if key in self._routes else self._route(url, params, key)
         if route is None or self.cookies:
             return self.get(url, params=params, headers=headers, timeout=timeout)
         try:
@@ -90,7 +95,7 @@ class PollingSession(requests.Session):
         except urllib3.exceptions.ClosedPoolError:
             # requests' pool manager closed this pool to make room for another origin's: the
             # next pool it hands out for this URL is a new one.
-            route = self._route(url, query)
+            route = self._route(url, params, key)
             assert route is not None
             reply = route.send(headers, timeout)
         if 300 <= reply.status_code < 400 and "location" in reply.headers:
@@ -99,13 +104,14 @@ class PollingSession(requests.Session):
             return self.get(url, params=params, headers=headers, timeout=timeout)
         return reply
 
-    def _route(self, url: str, query: str) -> _Route | None:
-        """The pool requests would send this GET through, and its request line; None when a
-        proxy applies (requests then does the whole work, proxy headers and all)."""
+    def _route(self, url: str, params: dict[str, Any], key: tuple[str, Any]) -> _Route | None:
+        """The pool requests would send this GET through, and the request line it would send
+        (requests encodes the query); None when a proxy applies (requests then does the whole
+        work, proxy headers and all)."""
         settings = self.merge_environment_settings(url, {}, None, None, None)
         route = None
         if select_proxy(url, settings["proxies"]) is None:
-            prepared = requests.Request("GET", f"{url}?{query}" if query else url).prepare()
+            prepared = requests.Request("GET", url, params=params).prepare()
             adapter = self.get_adapter(url)
             assert isinstance(adapter, requests.adapters.HTTPAdapter)  # make_session mounts only these
             pool = adapter.get_connection_with_tls_context(prepared, settings["verify"], None, settings["cert"])
@@ -119,13 +125,16 @@ class PollingSession(requests.Session):
             route = _Route(pool, target, headers, adapter.max_retries)
         if len(self._routes) >= self._ROUTES_MAX:
             self._routes.clear()
-        self._routes[(url, query)] = route
+        self._routes[key] = route
         return route
 
 
 def make_session() -> PollingSession:
     session = PollingSession()
     session.headers["User-Agent"] = "spotify-logger"
+    # Neither the Web API nor the token endpoint needs a cookie, and a cookie kept from any
+    # answer would send every later poll the slow way round (fast_get stands aside for them).
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     # Keep-alive: one TLS handshake per connection, not per poll (a Pi notices the difference).
     # Two pools, the API's and the token endpoint's, so an hourly refresh does not close the API's.
     adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=2, max_retries=0)

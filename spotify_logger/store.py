@@ -88,28 +88,31 @@ def translate_redis_errors() -> Iterator[None]:
 
 def no_backoff_retry() -> Retry:
     # redis-py's default retries a failed command 3 times with seconds of backoff. A poll must
-    # not stall on a dead Redis: one immediate retry (a pooled connection gone stale after a
-    # Redis restart), then the caller spools and moves on.
+    # not stall on a dead Redis: one immediate retry (on a new connection, when Redis dropped
+    # the old one: a restart, an idle timeout), then the caller spools and moves on.
     return Retry(NoBackoff(), 1)
 
 
 def connect(url: str) -> "redis.Redis[str]":
     """A client for one thread's sequential commands (the poller's, a command's).
 
-    One connection, not a pool: a pooled command checks the connection out, probes it for
-    stray data and gives it back, seven system calls that were a third of redis-py's cost per
-    poll. No health-check PING either: with smart polling most polls come 30 s apart, and a
-    PING before each would double the round trips. A connection Redis dropped (a restart, an
-    idle timeout) fails its next command, which the one retry sends again on a new connection;
-    every write is idempotent, so sending one twice is harmless.
+    Plain commands and scripts share one connection, not a pool's: a pooled command checks a
+    connection out, probes it for stray data and gives it back, a third of redis-py's cost per
+    poll. (A pipeline still takes its own connection from the pool.) No health-check PING
+    either: with smart polling most polls come 30 s apart, and a PING before each would double
+    the round trips. A connection Redis dropped fails its next command, which the one retry
+    sends again on a new connection; every write is idempotent, so sending one twice is harmless.
     """
     options = {"decode_responses": True, "socket_timeout": 2.0, "socket_connect_timeout": 2.0,
-               "retry": no_backoff_retry()}
+               "retry": no_backoff_retry(),
+               # redis-py 5 retries only the errors named here; 6 and later also by default.
+               "retry_on_error": [redis.ConnectionError, redis.TimeoutError]}
     try:
         return redis.Redis.from_url(url, single_connection_client=True, **options)
-    except redis.RedisError:
-        # redis-py opens the single connection at once, and Redis is down: a pooled client
-        # connects whenever it comes back (the spool holds the plays until then).
+    except (redis.ConnectionError, redis.TimeoutError):
+        # redis-py opens the single connection at once, and Redis is down. A pooled client
+        # connects whenever Redis comes back (the spool holds the plays until then), and this
+        # process keeps it: correct, if a little more CPU per command, until its next start.
         return redis.Redis.from_url(url, **options)
 
 

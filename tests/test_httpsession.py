@@ -59,19 +59,24 @@ class _Handler(BaseHTTPRequestHandler):
         record = {"target": self.path, "client_port": self.client_address[1],
                   "headers": {k.lower(): v for k, v in self.headers.items()}}
         self.server.seen.append(record)
-        if self.path.startswith("/old/"):
+        if self.path.startswith("/old/"):  # moved to the same server under another name
             self.send_response(301)
-            self.send_header("Location", "/v1/" + self.path.removeprefix("/old/"))
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/v1/"
+                             + self.path.removeprefix("/old/"))
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
         body = json.dumps({"target": self.path}).encode()
         self.send_response(200)
+        if self.path.startswith("/api/token"):
+            self.send_header("Set-Cookie", "sp_t=abc; Path=/")
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Retry-After", "7")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    do_POST = do_GET  # noqa: N815 - the token endpoint, for the cookie test
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -167,6 +172,25 @@ def test_a_redirect_is_followed_as_requests_follows_it(peer: Peer) -> None:
     reply = make_session().fast_get(peer.url + "/old/me/player", params=PARAMS, headers=AUTH, timeout=(5, 5))
     assert reply.status_code == 200
     assert reply.json() == {"target": "/v1/me/player?additional_types=track%2Cepisode"}
+    # fast_get's own GET, requests' GET, and requests following the redirect to another host
+    # name, without the Authorization header.
+    assert [(seen["target"].split("?")[0], "authorization" in seen["headers"]) for seen in peer.seen] == [
+        ("/old/me/player", True), ("/old/me/player", True), ("/v1/me/player", False)]
+
+
+def test_params_go_out_in_the_order_and_form_requests_sends(peer: Peer) -> None:
+    session = make_session()
+    params = {"limit": 50, "before": 1732180000000, "market": None}
+    session.get(peer.url + "/v1/me/player/recently-played", params=params, headers=AUTH, timeout=(5, 5))
+    reply = session.fast_get(peer.url + "/v1/me/player/recently-played", params=params, headers=AUTH, timeout=(5, 5))
+    assert isinstance(reply, Reply)
+    assert peer.seen[0]["target"] == peer.seen[1]["target"] == "/v1/me/player/recently-played?limit=50&before=1732180000000"
+
+
+def test_the_session_keeps_no_cookie_so_polls_stay_on_the_fast_path(peer: Peer) -> None:
+    session = make_session()
+    assert session.post(peer.url + "/api/token", timeout=(5, 5)).headers["Set-Cookie"] == "sp_t=abc; Path=/"
+    assert not session.cookies
 
 
 def test_a_proxy_from_the_environment_is_honoured(peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
