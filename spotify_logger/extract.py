@@ -7,15 +7,17 @@ albums, local files without ids), so every access is a safe walk that falls back
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Union
 
-Path = str | Sequence[str | int]
-RedisValue = str | int | float
+# Union, not `|`: these aliases are evaluated at import, and Python 3.9 (Raspberry Pi OS 11) has no `|` for types.
+Path = Union[str, Sequence[Union[str, int]]]
+RedisValue = Union[str, int, float]
 
 RECORDABLE_KINDS = ("track", "episode")
 
@@ -175,6 +177,7 @@ def _names(artists: Any, key: str) -> tuple[str, ...]:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FRACTION = re.compile(r"\.(\d{1,6})(?!\d)")
 
 
 def utc_iso(epoch_s: float) -> str:
@@ -187,6 +190,8 @@ def iso_to_ms(raw: Any) -> int | None:
     if not isinstance(raw, str) or not raw:
         return None
     text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    # Python 3.9 and 3.10 accept only 3 or 6 fraction digits; Spotify's played_at has 1 to 6.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "00000")[:6], text, count=1)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

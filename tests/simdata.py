@@ -147,7 +147,8 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def parse_time(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+    # strptime, not fromisoformat: Python 3.9 reads neither "Z" nor every fraction length there.
+    return int(datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
 
 
 def player(sim: SpotifySimulator, clock: FakeClock, at: float, path: str = "/me/player",

@@ -12,31 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..extract import RedisValue, iso_to_ms
 from ..keys import SOURCE_IMPORT
 from ..overlap import ACCOUNT_PRECISION_MS, EXTENDED_PRECISION_MS, PSEUDO_URI_PREFIX
+from ..periods import DAY_MS
 
 EXTRA_FIELDS = ("platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode")
 # Spotify opened in 2008; anything before its founding, or in the future, is a broken record.
 _EARLIEST_MS = 1_136_073_600_000  # 2006-01-01
-_DAY_MS = 86_400_000
-_FUTURE_SLACK_MS = _DAY_MS
+_FUTURE_SLACK_MS = DAY_MS
+# An import holds up to a few million of these at once; slots need Python 3.10 (3.9 goes without).
+SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 MALFORMED = "malformed"
 INCOGNITO = "incognito"
 NO_ITEM = "no_item"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Skip:
     reason: str   # MALFORMED, NO_ITEM
     detail: str
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Record:
     started_at: int
     ended_at: int
@@ -181,7 +184,7 @@ def _ms(raw: Any) -> int | None:
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     # A stream longer than a day is a broken record (and would start before 2006 at worst).
-    return raw if isinstance(raw, int) and 0 <= raw <= _DAY_MS else None
+    return raw if isinstance(raw, int) and 0 <= raw <= DAY_MS else None
 
 
 def _text(raw: Any) -> str | None:

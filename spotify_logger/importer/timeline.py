@@ -15,16 +15,16 @@ import redis
 
 from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
+from ..periods import DAY_MS
 from ..playscan import PlayScanner, artists_of
-from .records import name_key
+from .records import SLOTS, name_key
 
 LOOKBACK_MS = 12 * 3600 * 1000   # a stored play that started this long before a record may still overlap it
 _FIELDS = ("uri", "name", "artists", "show", "type", "ended_at", "last_seen_at", "ms_played", "source",
            "duration_ms", "import_ts")
-_DAY_MS = 86_400_000
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Known:
     started_at: int
     end: int
@@ -78,14 +78,14 @@ class Timeline:
     def add(self, known: Known) -> None:
         self.plays[known.started_at] = known
         if self._planned is not None:
-            self._planned.setdefault(known.started_at // _DAY_MS, []).append(known)
+            self._planned.setdefault(known.started_at // DAY_MS, []).append(known)
 
     def _load(self, lo: int, hi: int, *, exclusive: bool) -> None:
         for member, fields in self._scanner.scan(_FIELDS, since_ms=lo + 1 if exclusive else lo, until_ms=hi + 1):
             if member.isdigit() and fields.get("uri"):
                 self.plays[int(member)] = Known.from_hash(int(member), fields)
         if self._planned:
-            for day in range(lo // _DAY_MS, hi // _DAY_MS + 1):
+            for day in range(lo // DAY_MS, hi // DAY_MS + 1):
                 for known in self._planned.get(day, ()):
                     if (lo < known.started_at if exclusive else lo <= known.started_at) and known.started_at <= hi:
                         self.plays[known.started_at] = known

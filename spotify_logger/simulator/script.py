@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from .items import Item, item_from_json, item_to_json
 
@@ -44,7 +44,7 @@ class Idle:
     ms: int
 
 
-Segment = Play | Pause | Resume | Seek | Idle
+Segment = Union[Play, Pause, Resume, Seek, Idle]  # Union: evaluated at import, and 3.9 has no `|` for types
 
 
 @dataclass(frozen=True)
