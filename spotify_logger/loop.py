@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 from .api import SpotifyClient
 from .batch import Batch
 from .errors import ApiError, Forbidden, RateLimited
-from .extract import Snapshot, extract
+from .extract import extract
 from .logs import get_logger
 from .openplay import OpenPlayMirror
 from .schedule import Schedule
@@ -83,7 +83,7 @@ class Poller:
             self.on_progress()
             return self.schedule.after_failure()
         received_at = self.clock()
-        snap = extract(body) if body is not None else Snapshot()
+        snap = extract(body)  # Snapshot() for a 204
         before = self.tracker.open.started_at if self.tracker.open else None
         batch = self.tracker.observe(snap, int(received_at * 1000))
         with self.write_lock:

@@ -194,6 +194,10 @@ class PlayTracker:
             return []
         # last_seen_at always travels with a write: the store uses it to ignore stale replays.
         changed["last_seen_at"] = op.last_seen_at
+        if ended_at is not None:
+            # A play's last write says what it came to, even when a pause left ms_played as it
+            # was: the play_finished log line reads it from here.
+            changed["ms_played"] = op.ms_played
         op.written.update(full)
         artists = tuple(op.item.get("artists") or ())
         return [PlayWrite(started_at=op.started_at, fields=changed, uri=op.uri, artists=artists, counted=op.counted)]

@@ -230,3 +230,13 @@ def test_an_item_that_ended_before_a_private_session_keeps_its_tail() -> None:
     obs = [(0, snap(A, 0, duration=40_000)), (30_000, snap(A, 30_000, duration=40_000)), (45_000, private)]
     _, store = run(obs)
     assert store.plays[T0]["ended_at"] == T0 + 40_000 and store.plays[T0]["ms_played"] == 40_000
+
+
+def test_the_last_write_of_a_play_says_what_it_came_to_even_after_a_pause() -> None:
+    # The play_finished log line reads ms_played from the finishing write; a pause leaves it
+    # unchanged, so only this rule puts it there.
+    tracker = PlayTracker(min_play_ms=30_000, end_grace_ms=60_000)
+    for at, s in every(0, 40_001, 10_000, lambda t: snap(A, t)) + [(45_000, snap(A, 40_000, playing=False))]:
+        tracker.observe(s, T0 + at)
+    last = tracker.observe(Snapshot(), T0 + 120_000).writes
+    assert [(w.fields.get("ended_at"), w.fields.get("ms_played")) for w in last] == [(T0 + 45_000, 40_000)]
