@@ -1,4 +1,4 @@
-"""The Spotify Web API client. requests and urllib3 errors stop here and become ApiError subclasses.
+"""The Spotify Web API client. requests errors stop here and become ApiError subclasses.
 
 Policy, in order: the rate-limit cooldown gates every request; a 401 refreshes the token once;
 transient failures (5xx, connection errors, timeouts, bodies that are not JSON) are retried by
@@ -19,7 +19,7 @@ from .config import Settings
 from .cooldown import Cooldown, parse_retry_after
 from .errors import ApiError, Forbidden, NotFound, RateLimited, TransientApiError, Unauthorized
 from .extract import dict_get
-from .httpsession import FAST_GET_ERRORS, PollingSession, Reply, describe
+from .httpsession import PollingSession, Reply
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -93,8 +93,6 @@ class SpotifyClient:
             raise TransientApiError(f"{path}: timed out") from None
         except requests.RequestException as exc:
             raise TransientApiError(f"{path}: {type(exc).__name__}") from None
-        except FAST_GET_ERRORS as exc:
-            raise TransientApiError(f"{path}: {describe(exc)}") from None
 
     def _interpret(self, path: str, resp: requests.Response | Reply) -> Any:
         status = resp.status_code

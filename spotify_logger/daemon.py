@@ -2,7 +2,8 @@
 
 Shutdown is warm, then cold (as in rq): the first SIGTERM/SIGINT sets the stop event, the
 loop finishes the write in hand and the process exits 0 within about 2 s; a second signal
-exits at once. Signal handlers only set events; everything else happens in the main thread.
+exits at once. Signal handlers only set events; the poller thread polls, and the main thread
+waits for it, then for the write in hand.
 """
 
 from __future__ import annotations

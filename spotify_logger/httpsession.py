@@ -12,8 +12,9 @@ own cookie jar. That was a third of a poll's CPU.
 keep-alive connections, TLS verification and CA bundle. It answers with a small `Reply`. It
 stands aside, and requests does the whole work, when a proxy applies to the URL, the session
 holds cookies (make_session refuses them: the Web API needs none) or the answer is a redirect.
-Proxy and CA settings are read from the environment once per URL, as a daemon's environment
-does not change. Errors are urllib3's here: api.py translates both kinds.
+Proxy and CA settings are read from the environment once per URL and query: a daemon's
+environment does not change. urllib3's errors leave here as the requests errors HTTPAdapter
+would raise.
 """
 
 from __future__ import annotations
@@ -29,20 +30,22 @@ import requests
 import urllib3
 from requests.utils import select_proxy
 
-# What a fast_get can raise besides requests' errors, for the caller to translate: urllib3
-# wraps socket, TLS and protocol errors in these.
-FAST_GET_ERRORS = (urllib3.exceptions.HTTPError,)
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong, in the words requests would use: "timed out", or the error's name,
-    unwrapped from the MaxRetryError urllib3 wraps it in when no retries are allowed."""
+def _as_requests_error(exc: urllib3.exceptions.HTTPError) -> requests.RequestException:
+    """The error requests' HTTPAdapter.send would have raised for this urllib3 one, so callers
+    handle one exception tree whichever way a GET went."""
     reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
-    # urllib3 makes a refused connection a kind of ConnectTimeoutError; it is not a timeout.
-    timed_out = isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
-    if timed_out and not isinstance(reason, urllib3.exceptions.NewConnectionError):
-        return "timed out"
-    return type(reason).__name__
+    errors = urllib3.exceptions
+    if isinstance(reason, errors.NewConnectionError):  # before ConnectTimeoutError: its subclass
+        return requests.exceptions.ConnectionError(exc)
+    if isinstance(reason, errors.ConnectTimeoutError):
+        return requests.exceptions.ConnectTimeout(exc)
+    if isinstance(reason, (errors.ReadTimeoutError, errors.TimeoutError, TimeoutError)):
+        return requests.exceptions.ReadTimeout(exc)
+    if isinstance(reason, errors.SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(reason, errors.DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    return requests.exceptions.ConnectionError(exc)
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,16 @@ class PollingSession(requests.Session):
         if route is None or self.cookies:
             return self.get(url, params=params, headers=headers, timeout=timeout)
         try:
-            reply = route.send(headers, timeout)
-        except urllib3.exceptions.ClosedPoolError:
-            # requests' pool manager closed this pool to make room for another origin's: the
-            # next pool it hands out for this URL is a new one.
-            route = self._route(url, params, key)
-            assert route is not None
-            reply = route.send(headers, timeout)
+            try:
+                reply = route.send(headers, timeout)
+            except urllib3.exceptions.ClosedPoolError:
+                # requests' pool manager closed this pool to make room for another origin's: the
+                # next pool it hands out for this URL is a new one.
+                route = self._route(url, params, key)
+                assert route is not None
+                reply = route.send(headers, timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _as_requests_error(exc) from exc
         if 300 <= reply.status_code < 400 and "location" in reply.headers:
             # The Web API does not redirect, but something in front of a self-set SPOTIFY_API_URL
             # may: follow it as requests does (it drops Authorization on a change of host).
