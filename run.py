@@ -61,7 +61,7 @@ class Policy:
             except ValueError:
                 value = -1.0
             if not value > 0:
-                raise SystemExit(_fatal_config(f"{name}={raw!r} is invalid: expected a positive number of seconds"))
+                raise ValueError(f"{name}={raw!r} is invalid: expected a positive number of seconds")
             return value
 
         return cls(
@@ -79,11 +79,6 @@ def log(event: str, **fields: object) -> None:
     # write the text and its newline separately, letting the child's lines cut into ours.
     sys.stderr.write(json.dumps(line) + "\n")
     sys.stderr.flush()
-
-
-def _fatal_config(message: str) -> int:
-    log("supervisor_config_invalid", level="error", error=message)
-    return EX_CONFIG
 
 
 def notify(message: str) -> None:
@@ -109,7 +104,8 @@ class Supervisor:
         # Event.wait() that held the event's internal lock.
         self.signals: list[int] = []
         self.child: subprocess.Popen[bytes] | None = None
-        self._wakeup: int | None = None
+        self._wakeup = -1  # set by _install, before anything waits
+        self._said_stopping = False
 
     @property
     def stopping(self) -> bool:
@@ -131,10 +127,7 @@ class Supervisor:
 
     def _pause(self, timeout: float | None, pidfd: int | None = None) -> None:
         """Sleep until the timeout, a signal, or (given its pidfd) the child's exit."""
-        fds = [fd for fd in (self._wakeup, pidfd) if fd is not None]
-        if not fds:
-            time.sleep(TICK_S if timeout is None else timeout)
-            return
+        fds = [self._wakeup] if pidfd is None else [self._wakeup, pidfd]
         ready, _, _ = select.select(fds, [], [], timeout)
         if self._wakeup in ready:
             try:
@@ -206,8 +199,8 @@ class Supervisor:
             if code is not None:
                 return code
             # RUNNING -> STOPPING: hand each signal on once; a second one makes the child exit at once.
-            if forwarded == 0 and self.signals:
-                notify("STOPPING=1")
+            if self.signals:
+                self._say_stopping()
             while forwarded < len(self.signals):
                 self._send(self.signals[forwarded])
                 forwarded += 1
@@ -238,12 +231,15 @@ class Supervisor:
             self._pause(min(left, WATCHDOG_EVERY_S))
         return self.stopping
 
+    def _say_stopping(self) -> None:
+        if not self._said_stopping:
+            self._said_stopping = True
+            notify("STOPPING=1")
+
     def _stopped(self) -> int:
-        # STOPPING -> STOPPED
-        if self.child is not None and self.child.poll() is None:
-            self._wait_child()
-        else:
-            notify("STOPPING=1")  # stopped during a backoff: no child to say so
+        # STOPPING -> STOPPED. The child has exited by now (run() only gets here after it did,
+        # or from a backoff, where there is none); systemd may not have heard STOPPING=1 yet.
+        self._say_stopping()
         log("supervisor_stopped", reason="signal",
             signal=_signal_name(self.signals[0]) if self.signals else None)
         return EX_OK
@@ -267,8 +263,9 @@ def _signal_name(signum: int) -> str:
 def main(argv: Sequence[str]) -> int:
     try:
         policy = Policy.from_env(os.environ)
-    except SystemExit as exc:
-        return int(exc.code or EX_CONFIG)
+    except ValueError as exc:
+        log("supervisor_config_invalid", level="error", error=str(exc))
+        return EX_CONFIG
     command = [sys.executable, "-m", "spotify_logger", "run", *argv]
     return Supervisor(command, policy).run()
 
