@@ -31,7 +31,7 @@ import _common as common
 from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.extract import extract
-from spotify_logger.simulator.items import Item, fake_id
+from spotify_logger.simulator.items import fake_id
 from spotify_logger.simulator.objects import context_object, device_object, item_object, show_uri
 from spotify_logger.store import Store
 from spotify_logger.tracker import PlayTracker
@@ -47,7 +47,7 @@ def bodies(count: int, seed: int) -> Iterator[tuple[dict[str, Any], int, int]]:
     catalogue = common.realistic_items(5000, seed)
     # Popular items come back often (a long tail, as in real histories).
     weights = [1 / (rank + 20) for rank in range(len(catalogue))]
-    contexts = _contexts(rng, catalogue)
+    contexts = _contexts()
     objects: dict[str, dict[str, Any]] = {}
     now, left_today = START_MS, rng.randint(20, 100)
     for _ in range(count):
@@ -71,7 +71,7 @@ def bodies(count: int, seed: int) -> Iterator[tuple[dict[str, Any], int, int]]:
         now += heard + rng.randint(0, 2_000)
 
 
-def _contexts(rng: random.Random, catalogue: list[Item]) -> list[str | None]:
+def _contexts() -> list[str | None]:
     user = fake_id("user", 25).lower()
     playlists = [f"spotify:playlist:{fake_id(f'playlist{i}')}" for i in range(40)]
     albums = [f"spotify:album:{fake_id(f'album{i}')}" for i in range(30)]
@@ -133,8 +133,7 @@ def measure(client: Any, plays: int, seed: int, sample: int) -> dict[str, Any]:
     return {"plays": len(play_keys), "seconds": seconds, "used": used, "encodings": encodings,
             "hashes": hashes, "usage": usage,
             "index": client.memory_usage(keys.INDEX, samples=0) or 0,
-            "counters": sum(client.memory_usage(k, samples=0) or 0 for k in (keys.TRACK_COUNTS, keys.ARTIST_COUNTS)),
-            "status": sum(client.memory_usage(k, samples=0) or 0 for k in (keys.CURRENT, keys.STATUS))}
+            "counters": sum(client.memory_usage(k, samples=0) or 0 for k in (keys.TRACK_COUNTS, keys.ARTIST_COUNTS))}
 
 
 def _used(client: Any) -> int:
@@ -216,7 +215,7 @@ def what_if(client: Any, hashes: list[dict[str, str]], layout: str, listpack_val
         other.close()
 
 
-def report(r: dict[str, Any], client: Any, sample: int) -> None:
+def report(r: dict[str, Any], client: Any) -> None:
     n = r["plays"]
     hashes, usage = r["hashes"], r["usage"]
     mean_usage = sum(usage) / len(usage)
@@ -258,8 +257,7 @@ def report(r: dict[str, Any], client: Any, sample: int) -> None:
     cells = [f"{k} {v / len(hashes):.0f}" for k, v in per_field.most_common()]
     for i in range(0, len(cells), 7):
         print("    " + ", ".join(cells[i:i + 7]))
-    wi_sample = hashes[:sample]
-    print(f"what-ifs on {len(wi_sample)} of these plays, written straight to a scratch db (bytes per play "
+    print(f"what-ifs on {len(hashes)} of these plays, written straight to a scratch db (bytes per play "
           f"with its index entry and interned items, without the counters; % of play hashes not listpack):")
     for label, layout, value in (
         ("as stored", "as_is", 64),
@@ -271,7 +269,7 @@ def report(r: dict[str, Any], client: Any, sample: int) -> None:
         ("one hash per day, a play = one packed value", "day_hash", 64),
         ("one hash per day, hash-max-listpack-value 512", "day_hash", 512),
     ):
-        bytes_, share = what_if(client, wi_sample, layout, value)
+        bytes_, share = what_if(client, hashes, layout, value)
         shown = "    -" if share != share else f"{100 * share:5.1f}"
         print(f"  {label:<50} {bytes_:6.0f} B  {shown} %")
 
@@ -290,7 +288,7 @@ def main() -> int:
     with common.redis_server("memory") as (_, server):
         client = server.client()
         result = measure(client, args.plays, args.seed, args.sample)
-        report(result, client, args.sample)
+        report(result, client)
     return 0
 
 

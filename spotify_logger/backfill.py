@@ -61,12 +61,10 @@ class Result:
 
 
 class Reconciler:
-    def __init__(self, client: SpotifyClient, store: Store, *, reread_window_ms: int = REREAD_WINDOW_MS,
-                 max_pages: int = MAX_PAGES) -> None:
+    def __init__(self, client: SpotifyClient, store: Store, *, reread_window_ms: int = REREAD_WINDOW_MS) -> None:
         self.client = client
         self.store = store
         self.reread_window_ms = reread_window_ms
-        self.max_pages = max_pages
 
     def run_once(self) -> Result:
         """One pass. Raises ApiError or StoreUnavailable; a failed pass leaves the cursor as it
@@ -103,7 +101,7 @@ class Reconciler:
         reached the floor (the feed ran out, or MAX_PAGES): older plays may be missing."""
         items: list[RecentItem] = []
         before: int | None = None
-        for _ in range(self.max_pages):
+        for _ in range(MAX_PAGES):
             page = self.client.recently_played(limit=FEED_SIZE, before=before)
             raw = page.get("items") if isinstance(page, dict) else None
             raw = raw if isinstance(raw, list) else []

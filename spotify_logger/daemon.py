@@ -65,6 +65,7 @@ class Parts:
         session = make_session()
         auth = Authenticator(settings, tokens, session)
         cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis)
+        cooldown.load()  # a deadline from an earlier run, or from the poller, still holds
         client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
         writer = Writer(store, Spool.in_state_dir(settings.state_dir))
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
@@ -102,7 +103,6 @@ def run(settings: Settings) -> int:
     signals = Signals(stop)
     signals.install()
     parts = Parts.build(settings, stop)
-    parts.cooldown.load()
     # Backfill what recently-played holds at start-up, after gaps between polls, and periodically.
     hooks: list[PollHook] = [ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)]
     poller = parts.poller(restored=_restore(parts, stop), hooks=hooks, on_progress=notifier.watchdog)

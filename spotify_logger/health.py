@@ -10,6 +10,7 @@ from .backfill import recent_gaps
 from .config import Settings
 from .cooldown import Cooldown
 from .errors import SpotifyLoggerError
+from .keys import int_field
 from .spool import Spool
 from .store import Store, connect
 from .tokenstore import TokenStore
@@ -94,7 +95,5 @@ def _token(settings: Settings, now: float, h: Health) -> None:
 
 
 def _ms_to_s(raw: str | None) -> float | None:
-    try:
-        return int(raw) / 1000 if raw else None
-    except ValueError:
-        return None
+    ms = int_field(raw)
+    return None if ms is None else ms / 1000

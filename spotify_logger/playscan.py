@@ -49,12 +49,11 @@ class PlayScanner:
         return [{k: v for k, v in zip(fields, row) if isinstance(v, str)} for row in rows]
 
     def scan(self, fields: Sequence[str] | None = None, *, since_ms: int | None = None,
-             until_ms: int | None = None, reverse: bool = False, include_missing: bool = False,
+             until_ms: int | None = None, reverse: bool = False,
              page: int = PAGE) -> Iterator[tuple[str, dict[str, str]]]:
         """(index member, fields) for the plays started in [since_ms, until_ms), oldest first
         unless reverse, read `page` plays at a time (1 when only the first is wanted). `fields`
-        None reads whole hashes. Members whose hash is gone are skipped, or yielded with {}
-        when include_missing."""
+        None reads whole hashes. Members whose hash is gone are skipped."""
         low: str = str(since_ms) if since_ms is not None else "-inf"
         high: str = f"({until_ms}" if until_ms is not None else "+inf"
         while True:
@@ -66,7 +65,7 @@ class PlayScanner:
             if not members:
                 return
             for member, row in zip(members, self.read(members, fields)):
-                if row or include_missing:
+                if row:
                     yield member, row
             # Members are their own scores (started_at), so "after the last one" is exact.
             last = members[-1]

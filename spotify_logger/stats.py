@@ -221,7 +221,4 @@ def _top_from_counters(client: "redis.Redis[str]", kind: str, limit: int) -> lis
 
 
 def _int(raw: str | None) -> int:
-    try:
-        return max(0, int(raw)) if raw else 0
-    except ValueError:
-        return 0
+    return max(0, keys.int_field(raw) or 0)

@@ -26,7 +26,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # replay would add its own copies on top.
     require_empty(settings.state_dir)
     parts = Parts.build(settings)
-    parts.cooldown.load()
     result = Reconciler(parts.client, parts.store).run_once()
     print(json.dumps(result.as_dict(), indent=2, sort_keys=True) if args.json else render(result))
     return EX_OK

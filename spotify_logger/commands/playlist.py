@@ -51,7 +51,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     with _stop_on_signals(stop):
         parts = Parts.build(settings, stop)  # fails fast on a missing client id or token file
-        parts.cooldown.load()  # a deadline from an earlier run or the poller still holds
         picks = playlist.select(parts.store.redis, since_ms, until_ms, hours=hours, local=local, limit=args.limit)
         if not picks:
             # An empty week leaves last week's list in place rather than an empty playlist.

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .records import MALFORMED
+
 MAX_PROBLEMS_KEPT = 200
 
 
@@ -30,7 +32,7 @@ class Summary:
     @property
     def malformed(self) -> bool:
         """A file or record could not be read: the rest was imported, the exit code says so."""
-        return self.bad_files > 0 or self.skipped["malformed"] > 0
+        return self.bad_files > 0 or self.skipped[MALFORMED] > 0
 
     def problem(self, text: str) -> None:
         self.problem_count += 1
