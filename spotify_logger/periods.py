@@ -8,6 +8,7 @@ reading the environment.
 
 from __future__ import annotations
 
+import argparse
 import re
 import time
 from datetime import date, datetime, timedelta
@@ -116,6 +117,15 @@ def parse_when(text: str, local: LocalTime, now_ms: int, *, end: bool = False, o
     if moment.tzinfo is not None:
         return int(moment.timestamp() * 1000)
     return local.at(moment)
+
+
+def add_period_arguments(p: argparse.ArgumentParser, *, tz_for: str, since_default: str | None = None) -> None:
+    """--since, --until and --tz, worded the same for every command that takes a period."""
+    default = f"; default {since_default}" if since_default else ""
+    p.add_argument("--since", default=since_default,
+                   help=f"7d, 12h, 2w, today, yesterday, 2026-01-01 or 2026-01-01T08:00 (local time{default})")
+    p.add_argument("--until", help="same forms; a date includes that whole day (default: now)")
+    p.add_argument("--tz", help=f"IANA time zone for {tz_for} (default: the system's, or TZ)")
 
 
 def period(since: str | None, until: str | None, local: LocalTime, now_ms: int) -> tuple[int | None, int | None]:

@@ -9,15 +9,13 @@ import time
 from ..config import Settings
 from ..errors import EX_OK
 from ..export import FORMATS, export, output
-from ..periods import LocalTime, period
+from ..periods import LocalTime, add_period_arguments, period
 from ..store import connect
 
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
-    p.add_argument("--since", help="7d, 12h, 2w, today, 2026-01-01 or 2026-01-01T08:00 (local time)")
-    p.add_argument("--until", help="same forms; a date includes that whole day")
-    p.add_argument("--tz", help="IANA time zone for dates in --since/--until (default: the system's, or TZ)")
+    add_period_arguments(p, tz_for="dates in --since/--until")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
     p.set_defaults(handler=handle)
 

@@ -17,7 +17,7 @@ from .. import playlist
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
-from ..periods import LocalTime, parse_hours, period
+from ..periods import LocalTime, add_period_arguments, parse_hours, period
 from ..store import connect
 
 DEFAULT_NAME = "Top 10 this week"
@@ -25,15 +25,12 @@ DEFAULT_NAME = "Top 10 this week"
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=DEFAULT_NAME, help=f"the playlist; created on first use (default: {DEFAULT_NAME!r})")
-    p.add_argument("--since", default="7d", help="7d, 12h, 2w, today, yesterday, 2026-01-01 or 2026-01-01T08:00 "
-                                                 "(local time; default 7d)")
-    p.add_argument("--until", help="same forms; a date includes that whole day (default: now)")
+    add_period_arguments(p, tz_for="--hours and dates", since_default="7d")
     p.add_argument("--hours", default="7-12",
                    help="only plays started in these local hours: 7-12 (the default; 12 excluded), 22-2, 0-24 for all")
     p.add_argument("--limit", type=_limit, default=10, help=f"how many tracks, 1 to {playlist.MAX_TRACKS} (default 10)")
     p.add_argument("--public", action="store_true", help="create the playlist public (default: private)")
     p.add_argument("--dry-run", action="store_true", help="print the tracks; write nothing")
-    p.add_argument("--tz", help="IANA time zone for --hours and dates (default: the system's, or TZ)")
     p.set_defaults(handler=handle)
 
 

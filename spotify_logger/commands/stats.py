@@ -10,7 +10,7 @@ from typing import Any
 from .. import stats
 from ..config import Settings
 from ..errors import EX_OK
-from ..periods import LocalTime, day_date, parse_hours, period, weekday
+from ..periods import LocalTime, add_period_arguments, day_date, parse_hours, period, weekday
 from ..store import connect
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -19,9 +19,7 @@ _BAR = 40
 
 def register(p: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--since", help="7d, 12h, 2w, today, yesterday, 2026-01-01 or 2026-01-01T08:00 (local time)")
-    common.add_argument("--until", help="same forms; a date includes that whole day (default: now)")
-    common.add_argument("--tz", help="IANA time zone for days and hours (default: the system's, or TZ)")
+    add_period_arguments(common, tz_for="days and hours")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     top = what.add_parser("top", parents=[common], help="most played tracks, artists or albums")
