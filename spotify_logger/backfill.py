@@ -127,9 +127,7 @@ class Reconciler:
     def _apply(self, outcome: Outcome) -> None:
         writes = outcome.writes()
         if writes:
-            # polled_at 0 and keep_current: a backfill is not a poll and must not move the
-            # open play or the poll timestamps that `status` shows.
-            self.store.apply(Batch(polled_at=0, writes=tuple(writes), keep_current=True))
+            self.store.apply(Batch.not_a_poll(writes))
 
     def _gap(self, items: list[RecentItem], cursor: int | None) -> Gap | None:
         """The stretch between what we knew and the oldest item, when a full feed cannot reach

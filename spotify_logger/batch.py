@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from .extract import RedisValue
 
@@ -35,6 +35,12 @@ class Batch:
     writes: tuple[PlayWrite, ...] = ()
     current: int | None = None
     keep_current: bool = False
+
+    @classmethod
+    def not_a_poll(cls, writes: Iterable[PlayWrite]) -> "Batch":
+        """Writes from backfill or import: polled_at 0 and keep_current, so they move neither
+        the open play nor the poll times `status` shows."""
+        return cls(polled_at=0, writes=tuple(writes), keep_current=True)
 
     def to_json(self) -> str:
         return json.dumps(

@@ -51,7 +51,7 @@ def add_play(client: Any, start: int, ms: int, uri: str = A, *, name: str | None
                                 name=name or f"Song {uri[-1].upper()}", artists=list(artists) or None, album=album,
                                 type=kind, show=show, counted=counted, playing=False, source="poll"))
     write = PlayWrite(start, fields, uri, tuple(artists), counted=counted)
-    Store(client).apply(Batch(polled_at=0, writes=(write,), keep_current=True))
+    Store(client).apply(Batch.not_a_poll([write]))
 
 
 def play_through_tracker(client: Any, uri: str, start: int, length_ms: int, *, name: str = "Song A") -> int:

@@ -74,8 +74,7 @@ class _Importer:
         plan = self.planner.plan(chunk)
         raced = 0
         if plan.writes and not self.dry_run:
-            # polled_at 0 and keep_current: an import is not a poll, `status` must not say it polled.
-            landed = self.store.apply(Batch(polled_at=0, writes=tuple(plan.writes), keep_current=True))
+            landed = self.store.apply(Batch.not_a_poll(plan.writes))
             raced = len(plan.writes) - landed
         s = self.summary
         if raced:
