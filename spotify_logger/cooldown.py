@@ -18,7 +18,7 @@ import redis
 
 from . import keys
 from .errors import RateLimited, StoreUnavailable
-from .extract import utc_iso
+from .timeutil import utc_iso
 from .fsutil import atomic_write
 from .logs import get_logger
 from .store import translate_redis_errors

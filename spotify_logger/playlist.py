@@ -28,7 +28,7 @@ import redis
 from . import keys, stats
 from .api import SpotifyClient
 from .errors import EX_TEMPFAIL, ApiError, NotFound, RateLimited, SpotifyLoggerError
-from .extract import utc_iso
+from .timeutil import utc_iso
 from .logs import get_logger
 from .periods import LocalTime
 from .store import translate_redis_errors

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .batch import PlayWrite
-from .extract import dict_get, extract, iso_to_ms, redis_convert
+from .extract import dict_get, extract, redis_convert
 from .keys import SOURCE_FEED, int_field
 from .overlap import MATCH_SLACK_MS, align_in_order, feed_window, play_end
+from .timeutil import iso_to_ms
 
 __all__ = ["MATCH_SLACK_MS", "STORED_FIELDS", "Outcome", "RecentItem", "StoredPlay", "align", "new_play",
            "parse_item", "reconcile"]

@@ -9,7 +9,8 @@ import pytest
 from spotify_logger import keys
 from spotify_logger.backfill import FEED_SIZE, POLL_GAP_S, ReconcileHook, Reconciler, recent_gaps
 from spotify_logger.errors import ApiError, Forbidden, InvalidGrant, RateLimited, StoreUnavailable
-from spotify_logger.extract import extract, iso_to_ms
+from spotify_logger.extract import extract
+from spotify_logger.timeutil import iso_to_ms
 from spotify_logger.reconcile import MATCH_SLACK_MS, RecentItem, StoredPlay, new_play, parse_item, reconcile
 from spotify_logger.simulator import track
 from spotify_logger.simulator.items import Item

@@ -12,7 +12,7 @@ from ..backfill import Reconciler, Result
 from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
-from ..extract import utc_iso
+from ..timeutil import utc_iso
 from ..spool import require_empty
 
 

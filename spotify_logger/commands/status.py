@@ -6,7 +6,7 @@ import time
 
 from ..config import Settings
 from ..errors import EX_OK, EX_UNAVAILABLE
-from ..extract import utc_iso
+from ..timeutil import utc_iso
 from ..health import Health, gather
 
 

@@ -16,10 +16,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..extract import RedisValue, iso_to_ms
+from ..extract import RedisValue
 from ..keys import SOURCE_IMPORT
 from ..overlap import ACCOUNT_PRECISION_MS, EXTENDED_PRECISION_MS, PSEUDO_URI_PREFIX
 from ..periods import DAY_MS
+from ..timeutil import iso_to_ms
 
 EXTRA_FIELDS = ("platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode")
 # Spotify opened in 2008; anything before its founding, or in the future, is a broken record.
