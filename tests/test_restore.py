@@ -211,7 +211,7 @@ def test_redis_reachable_at_start_wins_over_the_mirror(tmp_path: Path, real_redi
     assert restored is None
 
 
-def test_restart_with_redis_down_and_no_state_polls_without_the_open_play(tmp_path: Path, dead: Store) -> None:
+def test_restart_with_redis_down_and_a_damaged_mirror_restores_nothing_and_says_so(tmp_path: Path, dead: Store) -> None:
     (tmp_path / openplay.MIRROR_NAME).write_text("{not json")   # damaged: ignored, said once
     with structlog.testing.capture_logs() as logs:
         _, restored = restart(tmp_path, dead)
