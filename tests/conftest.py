@@ -24,9 +24,28 @@ from spotify_logger.simulator import Script, SpotifySimulator
 from spotify_logger.tokenstore import Tokens, TokenStore
 
 ROOT = Path(__file__).resolve().parents[1]
-# The shared/ folder sits beside the repository (also for a fresh clone in CI).
-SHARED = ROOT.parent / "shared" / "spotify-web-api"
 IN_CI = os.environ.get("CI") == "true"
+
+
+def _reference_data() -> Path:
+    """The shared/ folder of reference data (Spotify's spec and recorded bodies) sits beside the
+    repository. A clone made elsewhere (`git clone . /tmp/x`) finds it beside the repository it
+    was cloned from; SPOTIFY_WEB_API_REFERENCE names it outright."""
+    if os.environ.get("SPOTIFY_WEB_API_REFERENCE"):
+        return Path(os.environ["SPOTIFY_WEB_API_REFERENCE"])
+    beside = [ROOT.parent]
+    try:
+        origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():  # a local clone: its origin is a path
+        beside.append(Path(origin).resolve().parent)
+    candidates = [place / "shared" / "spotify-web-api" for place in beside]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED = _reference_data()
 
 
 def shared_file(name: str) -> Path:
@@ -34,8 +53,8 @@ def shared_file(name: str) -> Path:
     path = SHARED / name
     if not path.exists():
         if IN_CI:
-            pytest.fail(f"{path} is missing: CI must run beside shared/")
-        pytest.skip(f"{path} is missing (shared/ not beside the checkout)")
+            pytest.fail(f"{path} is missing: CI must run beside shared/ (or set SPOTIFY_WEB_API_REFERENCE)")
+        pytest.skip(f"{path} is missing (shared/ not beside the checkout or its origin)")
     return path
 
 
