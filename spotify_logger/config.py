@@ -30,7 +30,10 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", repr=False)
     state_dir: Path = Path("~/.local/state/spotify-logger").expanduser()
     poll_interval: float = 5.0
-    max_poll_interval: float = 30.0
+    # While playing, the near-end poll makes most of the calls; this caps the gap before it only
+    # in long items (an episode) while the budget has room. A tighter budget stretches it.
+    max_poll_interval: float = 300.0
+    idle_max_interval: float = 600.0
     min_play_ms: int = 30_000
     end_grace_s: float = 300.0
     reconcile_interval_s: float = 900.0
@@ -65,13 +68,14 @@ class Settings:
         defaults["state_dir"] = _default_state_dir(env)
         defaults["log_format"] = "console" if isatty else "json"
         values = {attr: get(name, defaults[attr], convert) for name, attr, convert in _VARIABLES}
-        if "SPOTIFY_LOGGER_MAX_POLL_INTERVAL" not in env:
-            values["max_poll_interval"] = max(defaults["max_poll_interval"], values["poll_interval"])
-        if values["max_poll_interval"] < values["poll_interval"]:
-            raise ConfigError(
-                f"SPOTIFY_LOGGER_MAX_POLL_INTERVAL ({values['max_poll_interval']}) must not be below "
-                f"SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
-            )
+        for attr, name in (("max_poll_interval", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL"),
+                           ("idle_max_interval", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL")):
+            if name not in env:
+                values[attr] = max(defaults[attr], values["poll_interval"])
+            if values[attr] < values["poll_interval"]:
+                raise ConfigError(
+                    f"{name} ({values[attr]}) must not be below SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
+                )
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -183,6 +187,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("SPOTIFY_LOGGER_STATE_DIR", "state_dir", _path),
     ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", _positive_float),
     ("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "max_poll_interval", _positive_float),
+    ("SPOTIFY_LOGGER_IDLE_MAX_INTERVAL", "idle_max_interval", _positive_float),
     ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", _non_negative_int),
     ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", _positive_float),
     ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", _positive_float),

@@ -15,7 +15,7 @@ from .spool import Spool
 from .store import Store, connect
 from .tokenstore import TokenStore
 
-STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval means the poller is down
+STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval (idle or playing) means the poller is down
 
 
 @dataclass
@@ -64,7 +64,8 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
     cooldown.load()
     h.cooldown_remaining_s = round(cooldown.remaining(), 1)
     h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
-    if h.last_poll_at is not None and now - h.last_poll_at > STALE_POLL_FACTOR * settings.max_poll_interval + h.cooldown_remaining_s:
+    longest = max(settings.max_poll_interval, settings.idle_max_interval)
+    if h.last_poll_at is not None and now - h.last_poll_at > STALE_POLL_FACTOR * longest + h.cooldown_remaining_s:
         h.poll_stale = True
         h.problems.append("no successful poll recently: is the poller running?")
     elif h.redis_reachable and h.last_poll_at is None:
