@@ -32,7 +32,7 @@ class PollEvent:
     previous_poll_at: Optional[float]  # the poll the hooks last ran after; None at start-up
     playing: bool                      # something recordable was playing
     was_playing: bool                  # ...at the previous poll the hooks saw
-    gap: bool                          # polling was interrupted since (a failure, a cooldown, the budget, a stall)
+    gap: bool                          # polling was interrupted since (a failure, a cooldown, the budget, a suspend)
 
 
 class PollHook(Protocol):
@@ -74,7 +74,6 @@ class Poller:
         self._interrupted = False             # a poll failed, was refused or deferred since the last one
         self._resume_at: float | None = None  # when a cooldown ends: hooks run before the next poll
         self._deferred = False
-        self._planned_s = 0.0                 # the delay the schedule chose after the last poll
         # Held while a batch is written, so a warm shutdown can wait for the write to finish.
         self.write_lock = threading.Lock()
 
@@ -86,11 +85,15 @@ class Poller:
     def wait(self, seconds: float) -> None:
         """A deliberate wait (schedule, backoff, cooldown) in slices, each one progress for the
         watchdog. Only this thread feeds it, so a hung HTTP call or write starves it, as it should."""
-        deadline = time.monotonic() + seconds
+        deadline, due = time.monotonic() + seconds, self.clock() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.stop.wait(min(left, WATCHDOG_SLICE_S)):
                 return
             self.on_progress()
+        # The wall clock runs on while a machine is suspended (the monotonic one does not): woken
+        # far later than planned, polling had a gap.
+        if self.clock() - due > max(seconds, self.schedule.interval):
+            self._interrupted = True
 
     def poll_once(self) -> float:
         held = self._hold_back()
@@ -128,14 +131,11 @@ class Poller:
         playing = snap.recordable and snap.is_playing
         if landed:  # True only once the spool was replayed: see PollHook
             previous, self.hooks_ran_at = self.hooks_ran_at, received_at
-            # A stall counts as a gap too: a poll far later than planned (a suspended machine).
-            stalled = previous is not None and received_at - previous > 2 * self._planned_s + self.schedule.interval
-            event = PollEvent(received_at, previous, playing, self._was_playing, self._interrupted or stalled)
+            event = PollEvent(received_at, previous, playing, self._was_playing, self._interrupted)
             self._interrupted, self._was_playing = False, playing
             for hook in self.after_poll:
                 hook(event)
-        self._planned_s = self.schedule.after_poll(snap, changed)
-        return self._planned_s
+        return self.schedule.after_poll(snap, changed)
 
     def _hold_back(self) -> float | None:
         """Before a poll: while only the budget's reserve is left, wait instead (the hooks may
