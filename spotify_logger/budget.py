@@ -288,12 +288,23 @@ class RequestBudget:
             log.info("budget_online", action="counting in Redis again")
         status, used, effective = int(reply[0]), int(reply[1]), int(reply[2])
         flat = reply[3]
-        per = {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        per: dict[int, int] = {}
+        for i in range(0, len(flat), 2):  # a bucket may come in several fields (merged origins)
+            per[int(flat[i])] = per.get(int(flat[i]), 0) + int(flat[i + 1])
         if status == 1 and limit > 0:
             per[bucket] = per.get(bucket, 0) + 1
-        if status != -1:
-            self._seen = per
+        if status != -1 and limit > 0:
+            self._remember(now, per)
         return status, used, effective, per, list(reply[4:])
+
+    def _remember(self, now: float, per: dict[int, int]) -> None:
+        # The whole shared count, for any process of this state dir that finds Redis down next.
+        self._seen = per
+        with self.file.locked():
+            counts = self._read_pruned(now)
+            if now >= counts.seen_at:
+                counts.seen, counts.seen_at = dict(per), now
+                self.file.write(counts)
 
     def _spend_offline(self, now: float, endpoint: str, reserve: int) -> None:
         if not self._offline:
@@ -343,6 +354,7 @@ class RequestBudget:
                 counts.merged, counts.merged_endpoints = dict(counts.calls), dict(counts.endpoints)
                 self.file.write(counts)
                 log.info("budget_merged", calls=merged, origin=counts.origin)
+            self.file.mark_checked()
             if counts.learned and _learned_limit(json.dumps(counts.learned), now) is not None:
                 with translate_redis_errors():
                     if self.redis.get(self._keys[3]) is None:  # Redis lost it (a flush, no persistence)

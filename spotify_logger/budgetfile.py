@@ -1,5 +1,7 @@
-"""The request budget's copy in the state dir: the calls counted while Redis was down, and the
-learned limit, so that neither is lost to an outage or a restart.
+"""The request budget's copy in the state dir: the calls counted while Redis was down, the
+shared count as Redis last showed it (rewritten after every call, so that a process starting
+during an outage knows what was spent), and the learned limit: none is lost to an outage or a
+restart.
 
 Offline counts are absolute per time bucket and per origin (a random id of this state dir), so
 merging them into Redis is an HSET of the same value however often it is repeated: a merge
@@ -34,6 +36,7 @@ class OfflineCounts:
     endpoints: dict[str, int] = field(default_factory=dict)    # "<hour>|<endpoint>" -> calls offline
     merged_endpoints: dict[str, int] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)         # bucket -> the shared count Redis last showed
+    seen_at: float = 0.0
     learned: dict[str, Any] | None = None                      # {limit, learned_at, window_s}
 
     def unmerged(self) -> bool:
@@ -57,7 +60,7 @@ class OfflineCounts:
     def to_json(self) -> dict[str, Any]:
         return {"origin": self.origin, "calls": _str_keys(self.calls), "merged": _str_keys(self.merged),
                 "endpoints": self.endpoints, "merged_endpoints": self.merged_endpoints,
-                "seen": _str_keys(self.seen), "learned": self.learned}
+                "seen": _str_keys(self.seen), "seen_at": self.seen_at, "learned": self.learned}
 
     @classmethod
     def from_json(cls, raw: Any) -> "OfflineCounts":
@@ -67,22 +70,24 @@ class OfflineCounts:
         return cls(origin=origin if isinstance(origin, str) and origin else secrets.token_hex(4),
                    calls=_int_keys(raw.get("calls")), merged=_int_keys(raw.get("merged")),
                    endpoints=_counts(raw.get("endpoints")), merged_endpoints=_counts(raw.get("merged_endpoints")),
-                   seen=_int_keys(raw.get("seen")),
+                   seen=_int_keys(raw.get("seen")), seen_at=_number(raw.get("seen_at")),
                    learned=raw.get("learned") if isinstance(raw.get("learned"), dict) else None)
 
 
 class BudgetFile:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STATE_FILE
-        self._stamp: tuple[int, int] | None = None
+        self._checked: tuple[int, int] | None = None
 
     def changed(self) -> bool:
-        """Whether another process (or this one) rewrote the file since it was last read here:
-        one stat, cheap enough for every call."""
-        return self._file_stamp() != self._stamp
+        """Whether the file may hold counts to merge that were not there at the last
+        mark_checked(): one stat, cheap enough for every call."""
+        return self._file_stamp() != self._checked
+
+    def mark_checked(self) -> None:
+        self._checked = self._file_stamp()
 
     def read(self) -> OfflineCounts:
-        self._stamp = self._file_stamp()
         try:
             return OfflineCounts.from_json(json.loads(self.path.read_text()))
         except FileNotFoundError:
@@ -98,7 +103,8 @@ class BudgetFile:
             atomic_write(self.path, json.dumps(counts.to_json(), sort_keys=True).encode(), durable=False)
         except OSError as exc:
             log.warning("budget_not_persisted", where="state_dir", error=type(exc).__name__)
-        self._stamp = self._file_stamp()
+        if not counts.unmerged():  # written under the lock from a fresh read: nothing to merge in it
+            self.mark_checked()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -138,6 +144,10 @@ def _int_keys(raw: Any) -> dict[int, int]:
         except (TypeError, ValueError):
             continue
     return out
+
+
+def _number(raw: Any) -> float:
+    return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else 0.0
 
 
 def _counts(raw: Any) -> dict[str, int]:
