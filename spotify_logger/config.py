@@ -37,6 +37,8 @@ class Settings:
     min_play_ms: int = 30_000
     end_grace_s: float = 300.0
     reconcile_interval_s: float = 900.0
+    request_budget: int = 1000                # Web API calls per rolling window, for the whole app
+    request_budget_window_s: float = 86400.0
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
     log_format: str = "json"
@@ -76,6 +78,7 @@ class Settings:
                 raise ConfigError(
                     f"{name} ({values[attr]}) must not be below SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
                 )
+        _check_budget(values["request_budget"], values["request_budget_window_s"])
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -86,6 +89,22 @@ class Settings:
             if value is not None:
                 out[name] = repr(value) if isinstance(value, float) else str(value)
         return out
+
+
+# Sane bounds: Spotify's quota is about a day; a window under 10 s only makes sense in tests at
+# compressed time, and a budget beyond 100,000 calls would never be reached by one listener.
+MAX_REQUEST_BUDGET = 100_000
+REQUEST_BUDGET_WINDOW_RANGE_S = (10.0, 7 * 86400.0)
+
+
+def _check_budget(budget: int, window_s: float) -> None:
+    if not 1 <= budget <= MAX_REQUEST_BUDGET:
+        raise ConfigError(f"SPOTIFY_LOGGER_REQUEST_BUDGET={budget} is invalid: must be between 1 and "
+                          f"{MAX_REQUEST_BUDGET} calls")
+    low, high = REQUEST_BUDGET_WINDOW_RANGE_S
+    if not low <= window_s <= high:
+        raise ConfigError(f"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW={window_s:g} is invalid: must be between "
+                          f"{low:g} and {high:g} seconds (7 days)")
 
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:
@@ -191,6 +210,8 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", _non_negative_int),
     ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", _positive_float),
     ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", _positive_float),
+    ("SPOTIFY_LOGGER_REQUEST_BUDGET", "request_budget", _non_negative_int),
+    ("SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW", "request_budget_window_s", _positive_float),
     ("SPOTIFY_LOGGER_CONNECT_TIMEOUT", "connect_timeout", _positive_float),
     ("SPOTIFY_LOGGER_READ_TIMEOUT", "read_timeout", _positive_float),
     ("SPOTIFY_LOGGER_LOG_FORMAT", "log_format", _log_format),

@@ -21,6 +21,7 @@ from .api import SpotifyClient
 from .httpsession import make_session
 from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
+from .budget import RequestBudget
 from .config import Settings
 from .cooldown import Cooldown
 from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError
@@ -53,6 +54,7 @@ class Parts:
     writer: Writer
     stop: threading.Event
     mirror: OpenPlayMirror
+    budget: RequestBudget
 
     @classmethod
     def build(cls, settings: Settings, stop: threading.Event | None = None, *,
@@ -64,18 +66,23 @@ class Parts:
         store = Store(redis_client if redis_client is not None else connect(settings.redis_url))
         session = make_session()
         auth = Authenticator(settings, tokens, session)
-        cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis)
+        cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis, client_id=settings.client_id)
         cooldown.load()  # a deadline from an earlier run, or from the poller, still holds
-        client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
+        # One budget per client id, shared through Redis by every process and account of the app.
+        budget = RequestBudget(settings, store.redis, settings.state_dir, cooldown=cooldown)
+        auth.budget = budget
+        client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop, budget=budget)
         writer = Writer(store, Spool.in_state_dir(settings.state_dir))
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
-        return cls(settings, store, auth, cooldown, client, writer, stop, mirror)
+        return cls(settings, store, auth, cooldown, client, writer, stop, mirror, budget)
 
     def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
                on_progress: Callable[[], None] = lambda: None, budget: BudgetGauge | None = None) -> Poller:
         """The poll loop over these parts, wired as the daemon runs it (the demo and the
-        benchmarks use it too, so they measure and show the real thing)."""
+        benchmarks use it too, so they measure and show the real thing). It paces itself by
+        the request budget, or by `budget` (a test's stand-in)."""
         s = self.settings
+        budget = budget or self.budget.view
         tracker = PlayTracker(min_play_ms=s.min_play_ms, end_grace_ms=int(s.end_grace_s * 1000), restored=restored)
         schedule = Schedule(s.poll_interval, s.max_poll_interval, s.idle_max_interval, budget=budget,
                             shortest_play_s=s.min_play_ms / 1000)

@@ -79,6 +79,7 @@ class Schedule:
     shortest_play_s: float = 30.0              # the shortest play the reserve must cover (MIN_PLAY_MS)
     _quiet_polls: int = 0
     _failures: int = 0
+    _seen: Optional[BudgetView] = None  # the view defer_s() read before this poll: one read a poll
 
     def __post_init__(self) -> None:
         if self.idle_max_interval is None:
@@ -105,7 +106,7 @@ class Schedule:
     def defer_s(self) -> float:
         """0 when a poll may go now; otherwise how long to wait because only the reserve is left
         (until the window frees a call, or at least one interval)."""
-        view = self._view()
+        view = self._seen = self._view()
         if view is None or view.calls_left > reserve_for(view, self.shortest_play_s):
             return 0.0
         return max(self.interval, view.next_free_in_s)
@@ -116,7 +117,7 @@ class Schedule:
         budget. Never longer than the stretch the feed can cover (FEED_SIZE shortest plays), so a
         nearly spent budget still looks in that often; with only the reserve left, defer_s()
         holds polling back instead."""
-        view = self._view()
+        view, self._seen = self._seen or self._view(), None
         if view is None:
             return 0.0
         spendable = view.calls_left - reserve_for(view, self.shortest_play_s)
