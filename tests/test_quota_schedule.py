@@ -41,7 +41,8 @@ def scaled_defaults(settings: Settings, scale: float) -> Settings:
                                max_poll_interval=d.max_poll_interval / scale,
                                idle_max_interval=d.idle_max_interval / scale,
                                min_play_ms=round(d.min_play_ms / scale), end_grace_s=d.end_grace_s / scale,
-                               reconcile_interval_s=d.reconcile_interval_s / scale)
+                               reconcile_interval_s=d.reconcile_interval_s / scale,
+                               request_budget_window_s=d.request_budget_window_s / scale)
 
 
 class Running:
