@@ -51,7 +51,7 @@ QUOTA_EXCEEDED = "quota_exceeded"
 
 # KEYS: calls, endpoints, cooldown, learned. ARGV: now, bucket, first bucket, configured limit
 # (0: only note the endpoint), reserve, endpoint field, first hour kept, calls TTL, endpoints TTL.
-# Returns {1 spent | 0 refused | -1 cooldown, used, effective limit, {bucket, n, ...}, deadline, reason}.
+# Returns {1 spent | 0 refused | -1 cooldown, used, effective limit, "field n,field n", deadline, reason}.
 _SPEND = """
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[4])
@@ -61,7 +61,7 @@ if limit > 0 then
     local ok, cd = pcall(cjson.decode, raw)
     local deadline, reason = tonumber(raw), 'rate_limited'
     if ok and type(cd) == 'table' then deadline, reason = tonumber(cd['until']), tostring(cd['reason'] or reason) end
-    if deadline and deadline > now then return {-1, 0, 0, {}, tostring(deadline), reason} end
+    if deadline and deadline > now then return {-1, 0, 0, '', tostring(deadline), reason} end
   end
   local lraw = redis.call('GET', KEYS[4])
   if lraw then
@@ -73,7 +73,7 @@ if limit > 0 then
 end
 local first = tonumber(ARGV[3])
 local fields = redis.call('HGETALL', KEYS[1])
-local used, stale, per = 0, {}, {}
+local used, stale, per = 0, {}, {}  -- per: "bucket n" pairs in one string, cheap to parse
 for i = 1, #fields, 2 do
   local b = tonumber(string.match(fields[i], '^%-?%d+'))
   if b == nil or b < first then
@@ -81,13 +81,12 @@ for i = 1, #fields, 2 do
   else
     local n = tonumber(fields[i + 1]) or 0
     used = used + n
-    per[#per + 1] = b
-    per[#per + 1] = n
+    per[#per + 1] = fields[i] .. ' ' .. fields[i + 1]
   end
 end
 if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 if limit > 0 then
-  if used + 1 > limit - tonumber(ARGV[5]) then return {0, used, limit, per} end
+  if used + 1 > limit - tonumber(ARGV[5]) then return {0, used, limit, table.concat(per, ',')} end
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('EXPIRE', KEYS[1], ARGV[8])
   used = used + 1
@@ -102,7 +101,7 @@ if redis.call('HINCRBY', KEYS[2], ARGV[6], 1) == 1 then
   if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[9])
-return {1, used, limit, per}
+return {1, used, limit, table.concat(per, ',')}
 """
 
 
@@ -287,10 +286,11 @@ class RequestBudget:
             self._offline = False
             log.info("budget_online", action="counting in Redis again")
         status, used, effective = int(reply[0]), int(reply[1]), int(reply[2])
-        flat = reply[3]
         per: dict[int, int] = {}
-        for i in range(0, len(flat), 2):  # a bucket may come in several fields (merged origins)
-            per[int(flat[i])] = per.get(int(flat[i]), 0) + int(flat[i + 1])
+        for pair in reply[3].split(",") if reply[3] else ():
+            field_, n = pair.split(" ")
+            bucket_ = int(field_.split(":", 1)[0])  # a bucket may come in several fields (merged origins)
+            per[bucket_] = per.get(bucket_, 0) + int(n)
         if status == 1 and limit > 0:
             per[bucket] = per.get(bucket, 0) + 1
         if status != -1 and limit > 0:
@@ -300,11 +300,7 @@ class RequestBudget:
     def _remember(self, now: float, per: dict[int, int]) -> None:
         # The whole shared count, for any process of this state dir that finds Redis down next.
         self._seen = per
-        with self.file.locked():
-            counts = self._read_pruned(now)
-            if now >= counts.seen_at:
-                counts.seen, counts.seen_at = dict(per), now
-                self.file.write(counts)
+        self.file.write_seen(per, now)
 
     def _spend_offline(self, now: float, endpoint: str, reserve: int) -> None:
         if not self._offline:
@@ -349,9 +345,10 @@ class RequestBudget:
                         self.redis.hset(self._keys[1], mapping=endpoints)  # type: ignore[arg-type]
                         self.redis.expire(self._keys[1], int((ENDPOINT_HOURS + 2) * HOUR_S))
                 merged = sum(n - counts.merged.get(b, 0) for b, n in counts.calls.items())
-                for b, n in counts.calls.items():
+                for b, n in counts.calls.items():  # in Redis now: part of the shared count
                     counts.seen[b] = counts.seen.get(b, 0) + n - counts.merged.get(b, 0)
                 counts.merged, counts.merged_endpoints = dict(counts.calls), dict(counts.endpoints)
+                self.file.write_seen(counts.seen, now)
                 self.file.write(counts)
                 log.info("budget_merged", calls=merged, origin=counts.origin)
             self.file.mark_checked()
