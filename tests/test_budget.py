@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from conftest import ROOT
 from simdata import FakeClock
-from spotify_logger import keys
 from spotify_logger.budget import RequestBudget
 from spotify_logger.config import Settings
 from spotify_logger.cooldown import Cooldown
