@@ -4,13 +4,18 @@ at QUOTA_EXCEEDED, through the simulator over loopback at compressed time."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import structlog
-from conftest import env_for, poller_cmd, wait_until
+from conftest import ROOT, env_for, poller_cmd, wait_until
 from helpers import make_client, run_cli
 from spotify_logger.cli import main
 from simdata import FakeClock, api_session
@@ -23,7 +28,8 @@ from spotify_logger.cooldown import Cooldown
 from spotify_logger.health import gather
 from spotify_logger.store import Store
 from spotify_logger.tokenstore import Tokens, TokenStore
-from spotify_logger.errors import BudgetExhausted, QuotaExceeded, RateLimited
+from spotify_logger.errors import BudgetExhausted, ConfigError, QuotaExceeded, RateLimited
+from spotify_logger.redisproc import free_port
 from spotify_logger.simulator import Play, Script, SpotifySimulator, track
 from spotify_logger.simulator.quota import QUOTA_BODY, QuotaRule
 
@@ -233,3 +239,51 @@ def test_a_spent_budget_alone_is_healthy(real_redis: Any, tmp_path: Path, clock:
     health = gather(settings, now=clock.now, store=Store(real_redis))
     assert health.budget is not None and health.budget["calls_left"] == 0
     assert health.problems == [] and health.healthy
+
+
+@pytest.mark.parametrize("how", ["flag", "script"])
+def test_simulate_applies_the_quota_from_the_flag_or_the_script(tmp_path: Path, how: str) -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "spotify_logger", "simulate", "--port", str(port)]
+    if how == "flag":
+        args += ["--quota", "2/3600"]
+    else:
+        script = tmp_path / "script.json"
+        script.write_text(json.dumps({"segments": [{"play": {"name": "Long", "duration_ms": 3_600_000}}],
+                                      "quota": "2/3600"}))
+        args += ["--script", str(script)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert "request quota: 2 calls per rolling 3600 s" in lines[4]
+        refresh = lines[3].split("--refresh-token ")[1].strip()
+        token = requests.post(f"http://127.0.0.1:{port}/api/token", timeout=5,
+                              data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                    "client_id": "sim-client"}).json()["access_token"]
+        got = [requests.get(f"http://127.0.0.1:{port}/v1/me/player", timeout=5,
+                            headers={"Authorization": f"Bearer {token}"}) for _ in range(3)]
+        assert [r.status_code for r in got] == [200, 200, 429]
+        assert got[2].json() == QUOTA_BODY and 3590 <= int(got[2].headers["Retry-After"]) <= 3600
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET": "0"}, "between 1 and 100000"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET": "lots"}, "whole number"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "5"}, "between 10 and 604800"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "700000"}, "between 10 and 604800"),
+])
+def test_budget_settings_are_validated(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_budget_settings_round_trip_to_a_child_process() -> None:
+    settings = Settings.from_env({"SPOTIFY_LOGGER_REQUEST_BUDGET": "300", "SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "3600"})
+    assert (settings.request_budget, settings.request_budget_window_s) == (300, 3600.0)
+    assert Settings.from_env(settings.to_env()) == settings
+    assert (Settings().request_budget, Settings().request_budget_window_s) == (1000, 86400.0)
