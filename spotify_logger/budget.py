@@ -65,6 +65,7 @@ class RequestBudget:
         self._script = redis_client.register_script(SPEND) if redis_client is not None else None
         self._seen: dict[int, int] = {}
         self._offline = False
+        self._refusing = False  # budget_exhausted is logged once per stretch of refusals
         self._unmerged = True  # look at the file once: an earlier run may have counted offline
 
     # --- counting ----------------------------------------------------------------------------
@@ -86,6 +87,7 @@ class RequestBudget:
             raise kind(f"{endpoint}: the app is rate-limited ({reason}) until {utc_iso(deadline)}", until=deadline)
         if status == 0:
             raise self._exhausted(now, limit, per, reserve)
+        self._refusing = False
 
     def note(self, endpoint: str = TOKEN_ENDPOINT) -> None:
         """Count a call outside the Web API quota (shown in by_endpoint/token_refreshes only)."""
@@ -216,7 +218,7 @@ class RequestBudget:
             field_ = f"{self._hour(now)}|{endpoint}"
             counts.endpoints[field_] = counts.endpoints.get(field_, 0) + 1
             self.file.write(counts)
-        self._unmerged = True
+        self._unmerged, self._refusing = True, False
 
     def _merge_if_needed(self, now: float) -> None:
         """Counts made offline (here or by another process of this state dir) go into Redis as
@@ -266,4 +268,10 @@ class RequestBudget:
     def _exhausted(self, now: float, limit: int, per: dict[int, int], reserve: int) -> BudgetExhausted:
         view = make_view(per, {}, learned=None, configured=limit, window_s=self.window_s, bucket_s=self.bucket_s,
                          now=now, source="")
-        return exhausted(view, now, reserve)
+        error = exhausted(view, now, reserve)
+        if not self._refusing:
+            self._refusing = True
+            # A warning when the budget is spent; info when only the caller's reserve holds it back.
+            emit = log.warning if view.calls_left == 0 else log.info
+            emit("budget_exhausted", used=view.used, limit=limit, reserve=reserve, next_call_at=utc_iso(error.until))
+        return error
