@@ -64,6 +64,7 @@ class RequestBudget:
                       keys.cooldown_key(client_id), keys.budget_learned(client_id)]
         self._script = redis_client.register_script(SPEND) if redis_client is not None else None
         self._seen: dict[int, int] = {}
+        self._last: tuple[dict[int, int], int] | None = None  # (per bucket, effective limit) at the last call
         self._offline = False
         self._refusing = False  # budget_exhausted is logged once per stretch of refusals
         self._unmerged = True  # look at the file once: an earlier run may have counted offline
@@ -162,6 +163,18 @@ class RequestBudget:
         return make_view(per, endpoints, learned=learned, configured=self.configured, window_s=self.window_s,
                          bucket_s=self.bucket_s, now=now, source=source)
 
+    def last_view(self) -> BudgetView:
+        """The window as this process's last call saw it, aged to now, without any I/O: for a
+        poller that paces itself on every poll (by_endpoint is empty). view() before any call."""
+        if self._last is None:
+            return self.view()
+        now = self.clock()
+        first = self._bucket(now) - BUCKETS_PER_WINDOW
+        per, limit = self._last
+        return make_view({b: n for b, n in per.items() if b >= first}, {},
+                         learned=limit if limit < self.configured else None, configured=self.configured,
+                         window_s=self.window_s, bucket_s=self.bucket_s, now=now, source="memory")
+
     # --- internals ---------------------------------------------------------------------------
 
     def _bucket(self, t: float) -> int:
@@ -189,6 +202,7 @@ class RequestBudget:
             per[bucket] = per.get(bucket, 0) + 1
         if status != -1 and limit > 0:
             self._remember(now, per)
+            self._last = (per, effective)
         return status, effective, per, list(reply[4:])
 
     def _remember(self, now: float, per: dict[int, int]) -> None:
@@ -218,6 +232,10 @@ class RequestBudget:
             field_ = f"{self._hour(now)}|{endpoint}"
             counts.endpoints[field_] = counts.endpoints.get(field_, 0) + 1
             self.file.write(counts)
+            per = dict(counts.seen)
+            for b, n in counts.calls.items():
+                per[b] = per.get(b, 0) + n - counts.merged.get(b, 0)
+            self._last = (per, limit)
         self._unmerged, self._refusing = True, False
 
     def _merge_if_needed(self, now: float) -> None:

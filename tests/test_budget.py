@@ -110,6 +110,10 @@ def test_the_window_rolls_and_says_when_the_next_call_fits(fake_redis: Any, tmp_
     b.spend("GET /me/player")
     view = b.view()
     assert (view.used, view.calls_left, view.limit) == (5, 0, 5)
+    # The poller's cheap reading, from its last call's answer, ages with the clock.
+    assert (b.last_view().used, b.last_view().source) == (5, "memory")
+    clock.advance(15)
+    assert b.last_view().used == b.view().used == 4
 
 
 def test_reserve_holds_calls_back(fake_redis: Any, tmp_path: Path) -> None:
