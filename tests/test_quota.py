@@ -21,6 +21,7 @@ from spotify_logger.cli import main
 from simdata import FakeClock, api_session
 
 from spotify_logger import keys
+from spotify_logger.api import endpoint_name
 from spotify_logger.budget import RequestBudget
 from spotify_logger.commands.status import render
 from spotify_logger.config import Settings
@@ -187,6 +188,17 @@ def test_the_daemon_waits_out_quota_exceeded_and_a_command_meanwhile_exits_75(
     assert [r for r in sim.requests_to("/v1/") if refused.t < r.t < refused.t + 1.0] == []
     assert proc.terminate(timeout=5) == 0
     assert len([e for e in proc.events("quota_exceeded") if e["deadline"] == met["deadline"]]) == 1
+    # Every send went through the budget, and the token refresh was counted apart.
+    view = RequestBudget(settings, redis_server.client(), settings.state_dir).view()
+    assert view.by_endpoint["GET /me/player"] == len([r for r in sim.requests if r.path == "/v1/me/player"])
+    assert sum(view.by_endpoint.values()) == len(sim.requests_to("/v1/"))
+    assert view.token_refreshes == len(sim.requests_to("/api/token")) >= 1
+
+
+def test_endpoints_are_named_without_their_ids() -> None:
+    assert endpoint_name("GET", "/me/player") == "GET /me/player"
+    assert endpoint_name("PUT", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items") == "PUT /playlists/{id}/items"
+    assert endpoint_name("GET", "/playlists/3cEYpjA9oz9GiPac4AsH4n") == "GET /playlists/{id}"
 
 
 def test_a_command_the_budget_cannot_afford_exits_75_saying_when_it_fits(
