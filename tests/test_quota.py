@@ -172,8 +172,8 @@ def test_quota_exceeded_no_call_inside_the_window_then_recovery(sim_factory: Any
 
 def test_the_daemon_waits_out_quota_exceeded_and_a_command_meanwhile_exits_75(
         sim_factory: Any, settings_for: Any, redis_server: Any, spawn: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    # Compressed time: 3 calls per 5 s is the app's quota; the daemon polls about every second.
-    sim = sim_factory(Script((Play(LONG, 3_600_000),)), quota="3/5")
+    # Compressed time: 3 calls per 8 s is the app's quota; the daemon polls about every second.
+    sim = sim_factory(Script((Play(LONG, 3_600_000),)), quota="3/8")
     settings = settings_for(sim, redis_server.url, request_budget=1000)
     proc = spawn(poller_cmd(), env_for(settings))
     met = proc.wait_for("quota_exceeded", timeout=20)[0]
@@ -299,3 +299,18 @@ def test_budget_settings_round_trip_to_a_child_process() -> None:
     assert (settings.request_budget, settings.request_budget_window_s) == (300, 3600.0)
     assert Settings.from_env(settings.to_env()) == settings
     assert (Settings().request_budget, Settings().request_budget_window_s) == (1000, 86400.0)
+
+
+def test_a_reserve_keeps_calls_for_recently_played(sim_factory: Any, settings_for: Any, fake_redis: Any,
+                                                   clock: FakeClock) -> None:
+    sim = sim_factory(Script((Play(LONG, 3_600_000),)), clock=clock)
+    settings = settings_for(sim, request_budget=3, request_budget_window_s=600.0)
+    budget = RequestBudget(settings, fake_redis, settings.state_dir, clock)
+    client = make_client(settings, budget=budget)
+    assert client.player(reserve=1) is not None
+    assert client.player(reserve=1) is not None
+    with pytest.raises(BudgetExhausted, match="1 held in reserve"):
+        client.player(reserve=1)
+    assert len(sim.requests_to("/v1/")) == 2, "a refused call is never sent"
+    assert client.recently_played() is not None  # what the reserve was kept for
+    assert budget.view().calls_left == 0
