@@ -63,18 +63,20 @@ class SpotifyClient:
         self.max_backoff_s = max_backoff_s
         self.sleep: Callable[[float], Any] = self.stop.wait  # a stop request cuts a backoff short
 
-    def player(self) -> dict[str, Any] | None:
-        """GET /me/player; None when nothing is playing (204)."""
-        return self.request("GET", PLAYER_PATH, params={"additional_types": "track,episode"})
+    def player(self, *, reserve: int = 0) -> dict[str, Any] | None:
+        """GET /me/player; None when nothing is playing (204). `reserve`: see request()."""
+        return self.request("GET", PLAYER_PATH, params={"additional_types": "track,episode"}, reserve=reserve)
 
-    def recently_played(self, *, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+    def recently_played(self, *, limit: int = 50, before: int | None = None, reserve: int = 0) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if before is not None:
             params["before"] = before
-        return self.request("GET", "/me/player/recently-played", params=params) or {}
+        return self.request("GET", "/me/player/recently-played", params=params, reserve=reserve) or {}
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json: Any = None) -> Any:
+                json: Any = None, reserve: int = 0) -> Any:
+        """`reserve`: refuse (BudgetExhausted, nothing sent) unless this many calls of the budget
+        are left after it, so the caller keeps them for something that matters more."""
         retrying = Retrying(
             retry=retry_if_exception_type(TransientApiError),
             stop=stop_after_attempt(self.attempts) | stop_when_event_set(self.stop),
@@ -85,25 +87,25 @@ class SpotifyClient:
             before_sleep=_log_retry,
             reraise=True,
         )
-        return retrying(self._send_authorized, method, path, params, json)
+        return retrying(self._send_authorized, method, path, params, json, reserve)
 
-    def _send_authorized(self, method: str, path: str, params: Any, body: Any) -> Any:
-        resp = self._send(method, path, params, body)
+    def _send_authorized(self, method: str, path: str, params: Any, body: Any, reserve: int) -> Any:
+        resp = self._send(method, path, params, body, reserve)
         if resp.status_code == 401:
             # The token expired early or was revoked server-side: one refresh, one retry.
             self.auth.refresh()
-            resp = self._send(method, path, params, body)
+            resp = self._send(method, path, params, body, reserve)
             if resp.status_code == 401:
                 raise Unauthorized(f"401 from {path} even after a token refresh", status=401)
         return self._interpret(path, resp)
 
-    def _send(self, method: str, path: str, params: Any, body: Any) -> requests.Response | Reply:
+    def _send(self, method: str, path: str, params: Any, body: Any, reserve: int = 0) -> requests.Response | Reply:
         self.cooldown.check()
         token = self.auth.access_token()
         if self.budget is not None:
             # After the token: a refusal must not have cost a refresh; before the send: every
             # send, retries included, is a call Spotify counts.
-            self.budget.spend(endpoint_name(method, path))
+            self.budget.spend(endpoint_name(method, path), reserve=reserve)
         url = f"{self.settings.api_url}{path}"
         headers = {"Authorization": f"Bearer {token}"}
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +33,11 @@ import redis
 
 from . import keys
 from .budgetfile import BudgetFile, OfflineCounts
+from .budgetlua import SPEND, parse_buckets
+from .budgetview import (BUCKETS_PER_WINDOW, ENDPOINT_HOURS, HOUR_S, LEARNED_TTL_S, TOKEN_ENDPOINT, BudgetView,
+                         exhausted, learned_limit, make_view, span, sum_buckets, sum_endpoints)
 from .config import Settings
+from .cooldown import QUOTA_EXCEEDED, Cooldown
 from .errors import BudgetExhausted, QuotaExceeded, RateLimited, StoreUnavailable
 from .logs import get_logger
 from .store import translate_redis_errors
@@ -42,110 +45,12 @@ from .timeutil import utc_iso
 
 log = get_logger(__name__)
 
-BUCKETS_PER_WINDOW = 240
-HOUR_S = 3600.0
-ENDPOINT_HOURS = 24                # by_endpoint covers the last 24 hours (hour buckets)
-LEARNED_TTL_S = 30 * 86400.0
-TOKEN_ENDPOINT = "POST /api/token"
-QUOTA_EXCEEDED = "quota_exceeded"
-
-# KEYS: calls, endpoints, cooldown, learned. ARGV: now, bucket, first bucket, configured limit
-# (0: only note the endpoint), reserve, endpoint field, first hour kept, calls TTL, endpoints TTL.
-# Returns {1 spent | 0 refused | -1 cooldown, used, effective limit, {bucket, n, ...}, deadline, reason}.
-_SPEND = """
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[4])
-if limit > 0 then
-  local raw = redis.call('GET', KEYS[3])
-  if raw then
-    local ok, cd = pcall(cjson.decode, raw)
-    local deadline, reason = tonumber(raw), 'rate_limited'
-    if ok and type(cd) == 'table' then deadline, reason = tonumber(cd['until']), tostring(cd['reason'] or reason) end
-    if deadline and deadline > now then return {-1, 0, 0, {}, tostring(deadline), reason} end
-  end
-  local lraw = redis.call('GET', KEYS[4])
-  if lraw then
-    local ok, learned = pcall(cjson.decode, lraw)
-    if ok and type(learned) == 'table' and tonumber(learned['limit']) then
-      limit = math.min(limit, tonumber(learned['limit']))
-    end
-  end
-end
-local first = tonumber(ARGV[3])
-local fields = redis.call('HGETALL', KEYS[1])
-local used, stale, per = 0, {}, {}
-for i = 1, #fields, 2 do
-  local b = tonumber(string.match(fields[i], '^%-?%d+'))
-  if b == nil or b < first then
-    stale[#stale + 1] = fields[i]
-  else
-    local n = tonumber(fields[i + 1]) or 0
-    used = used + n
-    per[#per + 1] = b
-    per[#per + 1] = n
-  end
-end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
-if limit > 0 then
-  if used + 1 > limit - tonumber(ARGV[5]) then return {0, used, limit, per} end
-  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  used = used + 1
-end
-if redis.call('HINCRBY', KEYS[2], ARGV[6], 1) == 1 then
-  -- The first call of an endpoint in a new hour: drop the hours that left the span.
-  local old = {}
-  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
-    local h = tonumber(string.match(f, '^%-?%d+'))
-    if h == nil or h < tonumber(ARGV[7]) then old[#old + 1] = f end
-  end
-  if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
-end
-redis.call('EXPIRE', KEYS[2], ARGV[9])
-return {1, used, limit, per}
-"""
-
-
-@dataclass(frozen=True)
-class BudgetView:
-    limit: int                    # effective: the learned limit when lower than the configured one
-    configured_limit: int
-    learned_limit: int | None
-    used: int                     # calls counted in the current rolling window
-    calls_left: int
-    window_s: float
-    next_free_in_s: float         # until the oldest counted bucket leaves the window (0: none counted)
-    last_hour: int                # calls in about the last hour
-    projected_per_day: int        # last_hour x 24: the day's calls at the current pace
-    by_endpoint: dict[str, int] = field(default_factory=dict)   # the last 24 h, Web API only
-    token_refreshes: int = 0      # token endpoint calls, the last 24 h (not in the quota)
-    source: str = "redis"         # or "state_dir" while Redis is unreachable
-    buckets: tuple[tuple[int, int], ...] = field(default=(), repr=False)
-    bucket_s: float = field(default=360.0, repr=False)
-
-    def fits_at(self, now: float, calls: int = 1, reserve: int = 0) -> float | None:
-        """When `calls` more calls fit (now if they do); None if they never can."""
-        room = self.limit - reserve
-        if calls > room:
-            return None
-        used = self.used
-        if used + calls <= room:
-            return now
-        for bucket, n in self.buckets:  # oldest first
-            used -= n
-            if used + calls <= room:
-                return (bucket + BUCKETS_PER_WINDOW + 1) * self.bucket_s
-        return now
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["buckets"], out["bucket_s"]
-        return out
+__all__ = ["BudgetView", "RequestBudget", "TOKEN_ENDPOINT"]
 
 
 class RequestBudget:
     def __init__(self, settings: Settings, redis_client: "redis.Redis[str] | None", state_dir: Path,
-                 clock: Callable[[], float] = time.time, *, cooldown: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, *, cooldown: Cooldown | None = None) -> None:
         client_id = settings.require_client_id()
         self.configured = settings.request_budget
         self.window_s = settings.request_budget_window_s
@@ -153,13 +58,15 @@ class RequestBudget:
         self.floor = max(1, self.configured // 10)
         self.redis = redis_client
         self.clock = clock
-        self.cooldown = cooldown  # a cooldown.Cooldown: told of a deadline another process set
+        self.cooldown = cooldown  # told of a deadline another process of the app met
         self.file = BudgetFile(state_dir)
         self._keys = [keys.budget_calls(client_id), keys.budget_endpoints(client_id),
                       keys.cooldown_key(client_id), keys.budget_learned(client_id)]
-        self._script = redis_client.register_script(_SPEND) if redis_client is not None else None
+        self._script = redis_client.register_script(SPEND) if redis_client is not None else None
         self._seen: dict[int, int] = {}
+        self._last: tuple[dict[int, int], int] | None = None  # (per bucket, effective limit) at the last call
         self._offline = False
+        self._refusing = False  # budget_exhausted is logged once per stretch of refusals
         self._unmerged = True  # look at the file once: an earlier run may have counted offline
 
     # --- counting ----------------------------------------------------------------------------
@@ -169,7 +76,7 @@ class RequestBudget:
         with `reserve` calls left over; RateLimited/QuotaExceeded while the app's cooldown holds."""
         now = self.clock()
         try:
-            status, used, limit, per, extra = self._run(now, endpoint, self.configured, reserve)
+            status, limit, per, extra = self._run(now, endpoint, self.configured, reserve)
         except StoreUnavailable:
             self._spend_offline(now, endpoint, reserve)
             return
@@ -180,7 +87,8 @@ class RequestBudget:
             kind = QuotaExceeded if reason == QUOTA_EXCEEDED else RateLimited
             raise kind(f"{endpoint}: the app is rate-limited ({reason}) until {utc_iso(deadline)}", until=deadline)
         if status == 0:
-            raise self._exhausted(now, used, limit, per, reserve)
+            raise self._exhausted(now, limit, per, reserve)
+        self._refusing = False
 
     def note(self, endpoint: str = TOKEN_ENDPOINT) -> None:
         """Count a call outside the Web API quota (shown in by_endpoint/token_refreshes only)."""
@@ -205,7 +113,7 @@ class RequestBudget:
         when = (f"they fit at {utc_iso(at)} (in {at - now:.0f} s)" if at is not None else
                 "they never fit: raise SPOTIFY_LOGGER_REQUEST_BUDGET")
         raise BudgetExhausted(f"{what}: {calls} calls needed, {left} left in the request budget "
-                              f"({view.used} of {view.limit} used in the last {_span(self.window_s)}); {when}",
+                              f"({view.used} of {view.limit} used in the last {span(self.window_s)}); {when}",
                               until=at if at is not None else now + self.window_s)
 
     def learn(self) -> int | None:
@@ -240,30 +148,32 @@ class RequestBudget:
             with translate_redis_errors():
                 raw_calls = self.redis.hgetall(self._keys[0])
                 raw_endpoints = self.redis.hgetall(self._keys[1])
-                learned = _learned_limit(self.redis.get(self._keys[3]))
-            per = _sum_buckets(raw_calls, first)
-            endpoints = _sum_endpoints(raw_endpoints, first_hour)
+                learned = learned_limit(self.redis.get(self._keys[3]))
+            per = sum_buckets(raw_calls, first)
+            endpoints = sum_endpoints(raw_endpoints, first_hour)
             source = "redis"
         except StoreUnavailable:
             counts = self._read_pruned(now)
             per = dict(counts.seen)
             for b, n in counts.calls.items():
                 per[b] = per.get(b, 0) + n - counts.merged.get(b, 0)
-            endpoints = _sum_endpoints(counts.endpoints, first_hour)
-            learned = _learned_limit(json.dumps(counts.learned) if counts.learned else None, now)
+            endpoints = sum_endpoints(counts.endpoints, first_hour)
+            learned = learned_limit(json.dumps(counts.learned) if counts.learned else None, now)
             source = "state_dir"
-        limit = min(self.configured, learned) if learned is not None else self.configured
-        used = sum(per.values())
-        buckets = tuple(sorted((b, n) for b, n in per.items() if n))
-        recent = self._bucket(now - HOUR_S)
-        last_hour = sum(n for b, n in buckets if b > recent)
-        tokens = endpoints.pop(TOKEN_ENDPOINT, 0)
-        next_free = (buckets[0][0] + BUCKETS_PER_WINDOW + 1) * self.bucket_s - now if buckets else 0.0
-        return BudgetView(limit=limit, configured_limit=self.configured, learned_limit=learned, used=used,
-                          calls_left=max(0, limit - used), window_s=self.window_s,
-                          next_free_in_s=round(max(0.0, next_free), 1), last_hour=last_hour,
-                          projected_per_day=last_hour * 24, by_endpoint=endpoints, token_refreshes=tokens,
-                          source=source, buckets=buckets, bucket_s=self.bucket_s)
+        return make_view(per, endpoints, learned=learned, configured=self.configured, window_s=self.window_s,
+                         bucket_s=self.bucket_s, now=now, source=source)
+
+    def last_view(self) -> BudgetView:
+        """The window as this process's last call saw it, aged to now, without any I/O: for a
+        poller that paces itself on every poll (by_endpoint is empty). view() before any call."""
+        if self._last is None:
+            return self.view()
+        now = self.clock()
+        first = self._bucket(now) - BUCKETS_PER_WINDOW
+        per, limit = self._last
+        return make_view({b: n for b, n in per.items() if b >= first}, {},
+                         learned=limit if limit < self.configured else None, configured=self.configured,
+                         window_s=self.window_s, bucket_s=self.bucket_s, now=now, source="memory")
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -273,7 +183,7 @@ class RequestBudget:
     def _hour(self, t: float) -> int:
         return math.floor(t / HOUR_S)
 
-    def _run(self, now: float, endpoint: str, limit: int, reserve: int) -> tuple[int, int, int, dict[int, int], list[Any]]:
+    def _run(self, now: float, endpoint: str, limit: int, reserve: int) -> tuple[int, int, dict[int, int], list[Any]]:
         if self._script is None:
             raise StoreUnavailable("no Redis client")
         self._merge_if_needed(now)
@@ -286,25 +196,19 @@ class RequestBudget:
         if self._offline:
             self._offline = False
             log.info("budget_online", action="counting in Redis again")
-        status, used, effective = int(reply[0]), int(reply[1]), int(reply[2])
-        flat = reply[3]
-        per: dict[int, int] = {}
-        for i in range(0, len(flat), 2):  # a bucket may come in several fields (merged origins)
-            per[int(flat[i])] = per.get(int(flat[i]), 0) + int(flat[i + 1])
+        status, effective = int(reply[0]), int(reply[2])
+        per = parse_buckets(reply[3])
         if status == 1 and limit > 0:
             per[bucket] = per.get(bucket, 0) + 1
         if status != -1 and limit > 0:
             self._remember(now, per)
-        return status, used, effective, per, list(reply[4:])
+            self._last = (per, effective)
+        return status, effective, per, list(reply[4:])
 
     def _remember(self, now: float, per: dict[int, int]) -> None:
         # The whole shared count, for any process of this state dir that finds Redis down next.
         self._seen = per
-        with self.file.locked():
-            counts = self._read_pruned(now)
-            if now >= counts.seen_at:
-                counts.seen, counts.seen_at = dict(per), now
-                self.file.write(counts)
+        self.file.write_seen(per, now)
 
     def _spend_offline(self, now: float, endpoint: str, reserve: int) -> None:
         if not self._offline:
@@ -316,19 +220,23 @@ class RequestBudget:
                 counts.seen[b] = max(counts.seen.get(b, 0), n)
             first = self._bucket(now) - BUCKETS_PER_WINDOW
             used = counts.used(first)
-            learned = _learned_limit(json.dumps(counts.learned) if counts.learned else None, now)
+            learned = learned_limit(json.dumps(counts.learned) if counts.learned else None, now)
             limit = min(self.configured, learned) if learned is not None else self.configured
             if used + 1 > limit - reserve:
                 per = dict(counts.seen)
                 for b, n in counts.calls.items():
                     per[b] = per.get(b, 0) + n - counts.merged.get(b, 0)
-                raise self._exhausted(now, used, limit, per, reserve)
+                raise self._exhausted(now, limit, per, reserve)
             bucket = self._bucket(now)
             counts.calls[bucket] = counts.calls.get(bucket, 0) + 1
             field_ = f"{self._hour(now)}|{endpoint}"
             counts.endpoints[field_] = counts.endpoints.get(field_, 0) + 1
             self.file.write(counts)
-        self._unmerged = True
+            per = dict(counts.seen)
+            for b, n in counts.calls.items():
+                per[b] = per.get(b, 0) + n - counts.merged.get(b, 0)
+            self._last = (per, limit)
+        self._unmerged, self._refusing = True, False
 
     def _merge_if_needed(self, now: float) -> None:
         """Counts made offline (here or by another process of this state dir) go into Redis as
@@ -349,13 +257,14 @@ class RequestBudget:
                         self.redis.hset(self._keys[1], mapping=endpoints)  # type: ignore[arg-type]
                         self.redis.expire(self._keys[1], int((ENDPOINT_HOURS + 2) * HOUR_S))
                 merged = sum(n - counts.merged.get(b, 0) for b, n in counts.calls.items())
-                for b, n in counts.calls.items():
+                for b, n in counts.calls.items():  # in Redis now: part of the shared count
                     counts.seen[b] = counts.seen.get(b, 0) + n - counts.merged.get(b, 0)
                 counts.merged, counts.merged_endpoints = dict(counts.calls), dict(counts.endpoints)
+                self.file.write_seen(counts.seen, now)
                 self.file.write(counts)
                 log.info("budget_merged", calls=merged, origin=counts.origin)
             self.file.mark_checked()
-            if counts.learned and _learned_limit(json.dumps(counts.learned), now) is not None:
+            if counts.learned and learned_limit(json.dumps(counts.learned), now) is not None:
                 with translate_redis_errors():
                     if self.redis.get(self._keys[3]) is None:  # Redis lost it (a flush, no persistence)
                         self._set_learned(counts.learned)
@@ -374,57 +283,13 @@ class RequestBudget:
         counts.prune(self._bucket(now) - BUCKETS_PER_WINDOW, self._hour(now) - ENDPOINT_HOURS)
         return counts
 
-    def _exhausted(self, now: float, used: int, limit: int, per: dict[int, int], reserve: int) -> BudgetExhausted:
-        buckets = tuple(sorted((b, n) for b, n in per.items() if n))
-        view = BudgetView(limit=limit, configured_limit=self.configured, learned_limit=None, used=used,
-                          calls_left=max(0, limit - used), window_s=self.window_s, next_free_in_s=0.0,
-                          last_hour=0, projected_per_day=0, buckets=buckets, bucket_s=self.bucket_s)
-        at = view.fits_at(now, 1, reserve)
-        until = at if at is not None and at > now else now + self.bucket_s
-        return BudgetExhausted(f"request budget spent: {used} of {limit} calls in the last {_span(self.window_s)}"
-                               f"{f' ({reserve} held in reserve)' if reserve else ''}; the next call fits at "
-                               f"{utc_iso(until)} (in {until - now:.0f} s)", until=until)
-
-
-def _sum_buckets(raw: dict[str, str], first: int) -> dict[int, int]:
-    per: dict[int, int] = {}
-    for f, v in raw.items():
-        try:
-            b, n = int(f.split(":", 1)[0]), int(v)
-        except ValueError:
-            continue
-        if b >= first:
-            per[b] = per.get(b, 0) + n
-    return per
-
-
-def _sum_endpoints(raw: dict[str, Any], first_hour: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for f, v in raw.items():
-        parts = f.split("|")
-        try:
-            hour, n = int(parts[0]), int(v)
-        except (ValueError, IndexError):
-            continue
-        if hour >= first_hour and len(parts) >= 2:
-            out[parts[1]] = out.get(parts[1], 0) + n
-    return dict(sorted(out.items()))
-
-
-def _learned_limit(raw: str | None, now: float | None = None) -> int | None:
-    """The limit of a learned record; None when absent, damaged, or (state dir copy) expired."""
-    if not raw:
-        return None
-    try:
-        record = json.loads(raw)
-        limit = int(record["limit"])
-        learned_at = float(record.get("learned_at", 0))
-    except (ValueError, TypeError, KeyError):
-        return None
-    if now is not None and now > learned_at + LEARNED_TTL_S:
-        return None
-    return limit if limit >= 1 else None
-
-
-def _span(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+    def _exhausted(self, now: float, limit: int, per: dict[int, int], reserve: int) -> BudgetExhausted:
+        view = make_view(per, {}, learned=None, configured=limit, window_s=self.window_s, bucket_s=self.bucket_s,
+                         now=now, source="")
+        error = exhausted(view, now, reserve)
+        if not self._refusing:
+            self._refusing = True
+            # A warning when the budget is spent; info when only the caller's reserve holds it back.
+            emit = log.warning if view.calls_left == 0 else log.info
+            emit("budget_exhausted", used=view.used, limit=limit, reserve=reserve, next_call_at=utc_iso(error.until))
+        return error

@@ -26,6 +26,7 @@ from .logs import get_logger
 log = get_logger(__name__)
 
 STATE_FILE = "budget.json"
+SEEN_FILE = "budget-seen.json"
 
 
 @dataclass
@@ -36,7 +37,7 @@ class OfflineCounts:
     endpoints: dict[str, int] = field(default_factory=dict)    # "<hour>|<endpoint>" -> calls offline
     merged_endpoints: dict[str, int] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)         # bucket -> the shared count Redis last showed
-    seen_at: float = 0.0
+    seen_at: float = 0.0                                       # (both kept in SEEN_FILE)
     learned: dict[str, Any] | None = None                      # {limit, learned_at, window_s}
 
     def unmerged(self) -> bool:
@@ -60,7 +61,7 @@ class OfflineCounts:
     def to_json(self) -> dict[str, Any]:
         return {"origin": self.origin, "calls": _str_keys(self.calls), "merged": _str_keys(self.merged),
                 "endpoints": self.endpoints, "merged_endpoints": self.merged_endpoints,
-                "seen": _str_keys(self.seen), "seen_at": self.seen_at, "learned": self.learned}
+                "learned": self.learned}
 
     @classmethod
     def from_json(cls, raw: Any) -> "OfflineCounts":
@@ -70,13 +71,13 @@ class OfflineCounts:
         return cls(origin=origin if isinstance(origin, str) and origin else secrets.token_hex(4),
                    calls=_int_keys(raw.get("calls")), merged=_int_keys(raw.get("merged")),
                    endpoints=_counts(raw.get("endpoints")), merged_endpoints=_counts(raw.get("merged_endpoints")),
-                   seen=_int_keys(raw.get("seen")), seen_at=_number(raw.get("seen_at")),
                    learned=raw.get("learned") if isinstance(raw.get("learned"), dict) else None)
 
 
 class BudgetFile:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STATE_FILE
+        self.seen_path = state_dir / SEEN_FILE
         self._checked: tuple[int, int] | None = None
 
     def changed(self) -> bool:
@@ -89,12 +90,28 @@ class BudgetFile:
 
     def read(self) -> OfflineCounts:
         try:
-            return OfflineCounts.from_json(json.loads(self.path.read_text()))
+            counts = OfflineCounts.from_json(json.loads(self.path.read_text()))
         except FileNotFoundError:
-            return OfflineCounts()
+            counts = OfflineCounts()
         except (OSError, ValueError):
             log.warning("budget_file_unreadable", path=str(self.path), action="starting a new count")
-            return OfflineCounts()
+            counts = OfflineCounts()
+        try:
+            raw = json.loads(self.seen_path.read_text())
+            counts.seen, counts.seen_at = _int_keys(raw.get("seen")), _number(raw.get("seen_at"))
+        except (OSError, ValueError, AttributeError):
+            pass  # never written yet, or torn: the offline count starts from this process's own
+        return counts
+
+    def write_seen(self, seen: dict[int, int], seen_at: float) -> None:
+        """The shared count as Redis just showed it. Its own file, written after every call
+        without the lock: a whole snapshot, so the last writer is (to a call or two, when two
+        processes call at the same instant) the newest."""
+        try:
+            atomic_write(self.seen_path, json.dumps({"seen_at": seen_at, "seen": _str_keys(seen)}).encode(),
+                         durable=False)
+        except OSError as exc:
+            log.warning("budget_not_persisted", where="state_dir", error=type(exc).__name__)
 
     def write(self, counts: OfflineCounts) -> None:
         try:

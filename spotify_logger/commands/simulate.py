@@ -46,9 +46,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Spotify simulator on {sim.base_url} (Ctrl-C stops it). Point spotify-logger at it with:")
         print(f"  export SPOTIFY_API_URL={sim.api_url} SPOTIFY_ACCOUNTS_URL={sim.accounts_url}")
         print(f"  export SPOTIFY_CLIENT_ID={args.client_id}")
-        if quota is not None:
-            print(f"  (request quota: {quota.limit} calls per rolling {quota.window_s:g} s)")
         print(f"  spotify-logger auth --refresh-token {sim.current_refresh_token}", flush=True)
+        if quota is not None:
+            print(f"The app's request quota: {quota.limit} calls per rolling {quota.window_s:g} s", flush=True)
         while not stop.wait(0.5):
             pass
     return 0
