@@ -5,7 +5,10 @@ The day (seeded): 4 hours of listening in 4 sessions, 20 hours idle. Tracks of 2
 1-10 min; a 45-minute episode; a track on repeat (three plays); a private session (three
 tracks, never recorded). Every duration of the day and every time setting of the poller (the
 defaults), of the budget's window and of the simulator's quota is divided by --scale, so the
-day runs in 86400 / scale seconds; figures are reported scaled back.
+day runs in 86400 / scale seconds; figures are reported scaled back. The package's fixed
+allowances (the tracker's progress jitter, the feed's match slack, retry delays) are divided
+too, in this process only (scale_constants), so the run is the real day with a faster clock; what
+cannot be scaled is HTTP and Redis latency, about 1-3 ms, i.e. 0.1-0.4 s of the day at 120.
 
 Scenarios, each with its own simulator and redis-server, run at the same time:
 - new:       this schedule, default settings (budget 1000 a day);
@@ -27,6 +30,7 @@ ms_played).
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import json
 import logging
@@ -158,11 +162,29 @@ class TodaysHook:
         pass
 
 
+def scale_constants(scale: float) -> None:
+    """The package's fixed allowances, in real time, divided by `scale` like everything else
+    (this process only). Without it the tracker's 1 s progress jitter would be 2 minutes of
+    the scaled day, and a track on repeat would look like one play; the feed's 2-minute match
+    slack would be 4 hours of it."""
+    from spotify_logger import backfill, loop, overlap, reconcile, tracker
+
+    tracker._JITTER_MS = round(tracker._JITTER_MS / scale)
+    tracker._RESTART_SLACK_MS = round(tracker._RESTART_SLACK_MS / scale)
+    for module in (overlap, reconcile, backfill):
+        module.MATCH_SLACK_MS = round(overlap.MATCH_SLACK_MS / scale)  # type: ignore[attr-defined]
+    backfill.LOOKBACK_MS = round(backfill.LOOKBACK_MS / scale)
+    backfill.RETRY_S /= scale
+    loop.COOLDOWN_RECHECK_S /= scale
+
+
 def run_one(name: str, scale: float, seed: int) -> dict[str, Any]:
     """One scenario: the day through a simulator into a redis-server; what it cost and recorded."""
-    from spotify_logger.backfill import Reconciler
+    from spotify_logger.backfill import REREAD_WINDOW_MS, ReconcileHook, Reconciler
     from spotify_logger.config import Settings
     from spotify_logger.daemon import Parts
+
+    scale_constants(scale)
 
     script = scaled(the_day(seed), scale)
     d = Settings()
@@ -181,12 +203,14 @@ def run_one(name: str, scale: float, seed: int) -> dict[str, Any]:
                               quota=quota) as sim:
             settings = common.settings_for(sim, server.url, tmp / "state", **overrides)
             parts = Parts.build(settings)
+            # As Parts.reconcile_hook() builds it, with the re-read window scaled too.
+            reconciler = Reconciler(parts.client, parts.store, reread_window_ms=round(REREAD_WINDOW_MS / scale))
             if today:
-                hook: Any = TodaysHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s,
-                                       120 / scale)
+                hook: Any = TodaysHook(reconciler, settings.reconcile_interval_s, 120 / scale)
                 poller = parts.poller(hooks=[hook], budget=lambda: None)  # type: ignore[arg-type, return-value]
             else:
-                poller = parts.poller(hooks=[parts.reconcile_hook()])
+                hook = ReconcileHook(reconciler, settings.reconcile_interval_s, min_play_s=settings.min_play_ms / 1000)
+                poller = parts.poller(hooks=[hook])
             worker = threading.Thread(target=poller.run, daemon=True)
             t0 = time.time() + 0.5
             sim.load_script(script, at=t0)
@@ -235,10 +259,11 @@ def _measure(script: Script, t0: float, scale: float, plays: list[dict[str, str]
     token = sum(1 for r in requests if r.path == "/api/token")
     quota_hits = [r for r in api if r.fault == "quota"]
     errors.sort()
+    idle_max, hour_max = _busiest(script, t0, scale, sorted(r.t for r in api))
     extra = [f"{p.get('uri', '')[-6:]} at {(int(p['started_at']) - start) * scale / H:.3f} h, {p.get('source')}, "
              f"ms_played {int(p.get('ms_played') or 0) * scale / S:.0f} s" for i, p in enumerate(counted) if i not in used]
     return {
-        "missed": missed, "extra_plays": extra,
+        "missed": missed, "extra_plays": extra, "idle_14min_max": idle_max, "listening_hour_max": hour_max,
         "calls": len(api), "by_endpoint": dict(by_endpoint.most_common()), "token_refreshes": token,
         "truth": len(truth), "matched": len(used), "extra": len(counted) - len(used),
         "by_source": dict(Counter(p.get("source") for p in counted)),
@@ -248,6 +273,29 @@ def _measure(script: Script, t0: float, scale: float, plays: list[dict[str, str]
         "quota_exceeded_met": _episodes(quota_hits), "quota_refusals": len(quota_hits),
         "during_retry_after": during_retry_after,
     }
+
+
+def _busiest(script: Script, t0: float, scale: float, times: list[float]) -> tuple[int, int]:
+    """The most API calls in any 14 minutes inside an idle stretch, and in any hour that starts
+    while listening (it may run into the idle time after a session: that only adds calls)."""
+    idle, listening, at = [], [], t0
+    for seg in script.segments:
+        length = getattr(seg, "ms", 0) / 1000
+        (idle if isinstance(seg, Idle) else listening).append((at, at + length))
+        at += length
+    fourteen, hour = 14 * 60 / scale, 3600 / scale
+
+    def most(spans: list[tuple[float, float]], width: float, inside: bool) -> int:
+        best = 0
+        for lo, hi in spans:
+            for i in range(bisect.bisect_left(times, lo), bisect.bisect_right(times, hi)):
+                end = times[i] + width  # the busiest window starts at a call
+                if inside and end > hi:
+                    break
+                best = max(best, bisect.bisect_left(times, end) - i)
+        return best
+
+    return most(idle, fourteen, True), most(listening, hour, False)
 
 
 def _episodes(hits: list[Any]) -> int:
@@ -300,13 +348,15 @@ def _report(results: dict[str, dict[str, Any]]) -> None:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f} %"
 
-    print("| scenario | calls a day | by endpoint | recall of counted plays | recorded by | "
-          "not in the script | ms_played error, median / p90 | QUOTA_EXCEEDED met | sent during Retry-After |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| scenario | calls a day | by endpoint | most in 14 idle min | most in a listening hour | "
+          "recall of counted plays | recorded by | not in the script | ms_played error, median / p90 | "
+          "QUOTA_EXCEEDED met | sent during Retry-After |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         endpoints = ", ".join(f"{k.removeprefix('/v1')} {v}" for k, v in r["by_endpoint"].items())
         sources = ", ".join(f"{k} {v}" for k, v in r["by_source"].items())
-        print(f"| {name} | {r['calls']} | {endpoints} | {r['matched']}/{r['truth']} = "
+        print(f"| {name} | {r['calls']} | {endpoints} | {r['idle_14min_max']} | {r['listening_hour_max']} | "
+              f"{r['matched']}/{r['truth']} = "
               f"{100 * r['matched'] / max(1, r['truth']):.1f} % | {sources} | {r['extra']} | {pct(r['median_error_pct'])} / "
               f"{pct(r['p90_error_pct'])} | {r['quota_exceeded_met']} ({r['quota_refusals']} refusals) | "
               f"{r['during_retry_after']} |")

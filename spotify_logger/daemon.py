@@ -82,7 +82,7 @@ class Parts:
         benchmarks use it too, so they measure and show the real thing). It paces itself by
         the request budget, or by `budget` (a test's stand-in)."""
         s = self.settings
-        budget = budget or self.budget.view
+        budget = budget or self.budget.last_view  # no I/O: the poll's own spend brings it up to date
         tracker = PlayTracker(min_play_ms=s.min_play_ms, end_grace_ms=int(s.end_grace_s * 1000), restored=restored)
         schedule = Schedule(s.poll_interval, s.max_poll_interval, s.idle_max_interval, budget=budget,
                             shortest_play_s=s.min_play_ms / 1000)

@@ -100,7 +100,7 @@ class Poller:
         if held is not None:
             return held
         try:
-            body = self.client.player()
+            body = self.client.player(reserve=self.schedule.reserve())
         except RateLimited as exc:
             self._interrupted = True
             self._resume_at = exc.until

@@ -95,8 +95,10 @@ class Schedule:
             self._quiet_polls = 0
             # Right after a change, look again soon: skipping through tracks is common.
             return self.interval if changed else self._near_end(snap, max(self.max_interval, pace))
-        # Idle, paused, an ad or a private session: back off step by step.
-        self._quiet_polls = 0 if changed else self._quiet_polls + 1
+        # Idle, paused, an ad or a private session: back off step by step. A change restarts the
+        # backoff only while something plays (an ad, a private session: someone is there); a
+        # play that closed after END_GRACE with nothing playing is no reason to look sooner.
+        self._quiet_polls = 0 if changed and snap.is_playing else self._quiet_polls + 1
         return self._backoff(self._quiet_polls, max(self._idle_max, pace))
 
     def after_failure(self) -> float:
@@ -110,6 +112,12 @@ class Schedule:
         if view is None or view.calls_left > reserve_for(view, self.shortest_play_s):
             return 0.0
         return max(self.interval, view.next_free_in_s)
+
+    def reserve(self) -> int:
+        """The reserve as of the view defer_s() read: what the poll's own spend must leave over
+        (the budget checks it atomically, should another process have spent meanwhile)."""
+        view = self._seen
+        return 0 if view is None else reserve_for(view, self.shortest_play_s)
 
     def pace(self) -> float:
         """The gap at which the calls left, minus the reserve, would last a whole window: a spent

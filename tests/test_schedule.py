@@ -48,8 +48,17 @@ def test_idle_backs_off_step_by_step_up_to_the_max(schedule: Schedule) -> None:
 
 def test_the_poll_that_sees_playback_stop_starts_the_backoff_at_the_interval(schedule: Schedule) -> None:
     schedule.after_poll(playing(1_000), changed=False)
-    assert schedule.after_poll(IDLE, changed=True) == 5.0
-    assert schedule.after_poll(IDLE, changed=False) == 10.0
+    assert schedule.after_poll(IDLE, changed=False) == 10.0  # the play stays open for END_GRACE
+    assert schedule.after_poll(IDLE, changed=False) == 20.0
+
+
+def test_a_play_closing_after_end_grace_does_not_restart_the_backoff() -> None:
+    schedule = Schedule(5.0, 30.0, 600.0)
+    schedule.after_poll(playing(1_000), changed=False)
+    assert [schedule.after_poll(IDLE, changed=False) for _ in range(5)][-1] == 160.0
+    assert schedule.after_poll(IDLE, changed=True) == 320.0   # END_GRACE passed: the play closed
+    ad = Snapshot(kind="ad", is_playing=True, progress_ms=3_000)
+    assert schedule.after_poll(ad, changed=True) == 5.0       # an ad ended the play: someone is there
 
 
 def test_paused_backs_off_and_resuming_goes_back_to_near_end(schedule: Schedule) -> None:
