@@ -25,7 +25,7 @@ from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
 from .config import Settings
 from .cooldown import Cooldown
-from .errors import EX_OK, EX_SOFTWARE, InstanceLocked, InvalidGrant, SpotifyLoggerError, StoreUnavailable
+from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError, StoreUnavailable
 from .instancelock import InstanceLock
 from .lease import Lease, LeasedStore, lease_ttl_s
 from .logs import get_logger
