@@ -99,6 +99,13 @@ class StateDirFull(SpotifyLoggerError):
     exit_code = EX_TEMPFAIL
 
 
+class InstanceLocked(SpotifyLoggerError):
+    """Another poller records into this state dir (its lock) or this Redis (its lease). Exit 75,
+    but final for this copy: run.py and systemd do not restart it (see instancelock.py)."""
+
+    exit_code = EX_TEMPFAIL
+
+
 class BadInput(SpotifyLoggerError):
     """A file or argument the user gave cannot be used."""
 

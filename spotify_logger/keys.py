@@ -15,6 +15,7 @@ COOLDOWN = "spotify-logger:cooldown"  # STRING rate-limit deadline (epoch s), wi
 RECENT_CURSOR = "spotify-logger:recent_cursor"  # STRING newest recently-played played_at (ms)
 GAPS = "gaps"                        # ZSET member=JSON{start,end,estimated_plays} score=start ms
 PLAYLISTS = "spotify-logger:playlists"  # HASH playlist name -> Spotify playlist id
+LEASE = "spotify-logger:poller"      # STRING JSON{id,pid,host,state_dir} of the recording poller, with a TTL
 
 # The fields of a play hash, in documentation order. Fields whose value is unknown are absent,
 # never "None": Redis cannot store None and a missing field reads as nil in redis-cli.
