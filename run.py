@@ -9,8 +9,8 @@ package's own imports are broken.
 
 Arguments pass through to `python -m spotify_logger run`. Tunables come from the environment:
 SPOTIFY_LOGGER_RESTART_DELAY (1), SPOTIFY_LOGGER_RESTART_MAX_DELAY (60),
-SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds, each
-from 0.01 to the bound in TUNABLES (exit 78 outside it).
+SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds, and
+each within its range in TUNABLES (exit 78 outside it).
 
 Under systemd (systemd/spotify-logger.service) the child sends READY=1 and feeds the watchdog;
 run.py feeds it only while it waits out a restart delay, and says STOPPING=1 when told to stop.
