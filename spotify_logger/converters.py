@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 # Floors measured in real time (a second between polls, a minute between reconciliations) are
 # there for Spotify's rate limits and a Pi's CPU. Against an API on a loopback address, which is
@@ -176,7 +176,7 @@ def _printable(raw: str) -> None:
         raise ValueError("a URL has no spaces or control characters (write a space in a password as %20)")
 
 
-def _split(raw: str):  # type: ignore[no-untyped-def] - urllib's SplitResult
+def _split(raw: str) -> SplitResult:
     try:
         return urlsplit(raw)
     except ValueError:  # "Invalid IPv6 URL" and kin
