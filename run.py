@@ -9,7 +9,8 @@ package's own imports are broken.
 
 Arguments pass through to `python -m spotify_logger run`. Tunables come from the environment:
 SPOTIFY_LOGGER_RESTART_DELAY (1), SPOTIFY_LOGGER_RESTART_MAX_DELAY (60),
-SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds.
+SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds, and
+each within its range in TUNABLES (exit 78 outside it).
 
 Under systemd (systemd/spotify-logger.service) the child sends READY=1 and feeds the watchdog;
 run.py feeds it only while it waits out a restart delay, and says STOPPING=1 when told to stop.
@@ -64,24 +65,32 @@ class Policy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Policy":
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = -1.0
-            if not value > 0:
-                raise ValueError(f"{name}={raw!r} is invalid: expected a positive number of seconds")
-            return value
+        """Raises ValueError, one line naming the variable and its range, for a value outside it."""
+        return cls(**{attr: _seconds(env, name, default, hi) for name, attr, default, hi in TUNABLES})
 
-        return cls(
-            restart_delay=number("SPOTIFY_LOGGER_RESTART_DELAY", 1.0),
-            max_delay=number("SPOTIFY_LOGGER_RESTART_MAX_DELAY", 60.0),
-            healthy_after=number("SPOTIFY_LOGGER_HEALTHY_AFTER", 60.0),
-            stop_timeout=number("SPOTIFY_LOGGER_STOP_TIMEOUT", 10.0),
-        )
+
+# Variable, Policy field, default, upper bound in seconds. Every tunable is at least MIN_S (tests
+# compress time) and finite: STOP_TIMEOUT=inf used to end in an OverflowError on SIGTERM.
+MIN_S = 0.01
+TUNABLES = (
+    ("SPOTIFY_LOGGER_RESTART_DELAY", "restart_delay", 1.0, 3_600.0),
+    ("SPOTIFY_LOGGER_RESTART_MAX_DELAY", "max_delay", 60.0, 86_400.0),
+    ("SPOTIFY_LOGGER_HEALTHY_AFTER", "healthy_after", 60.0, 86_400.0),
+    ("SPOTIFY_LOGGER_STOP_TIMEOUT", "stop_timeout", 10.0, 300.0),
+)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not MIN_S <= value <= hi:  # nan fails this too
+        raise ValueError(f"{name}={raw!r} is invalid: expected a number of seconds from {MIN_S:g} to {hi:g}")
+    return value
 
 
 def log(event: str, **fields: object) -> None:
