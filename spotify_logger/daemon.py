@@ -23,7 +23,7 @@ from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
 from .config import Settings
 from .cooldown import Cooldown
-from .errors import EX_OK, EX_SOFTWARE, ConfigError, InvalidGrant, SpotifyLoggerError
+from .errors import EX_OK, EX_SOFTWARE, ConfigError, InvalidGrant, SpotifyLoggerError, StoreUnavailable
 from .logs import get_logger
 from .loop import Poller, PollHook
 from .notify import Notifier
@@ -141,6 +141,10 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
         if time.monotonic() > deadline or stop.is_set():
             return _restore_offline(parts)
         time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
+    try:
+        parts.store.check_keys()  # a foreign key is exit 78 now, not at the first write that meets it
+    except StoreUnavailable:
+        return _restore_offline(parts)
     if not parts.writer.flush():
         return _restore_offline(parts)
     try:

@@ -17,7 +17,7 @@ from redis.retry import Retry
 from . import keys
 from .batch import Batch
 from .errors import StoreUnavailable
-from .storeerrors import NamingClient, StoreError, translate_redis_errors
+from .storeerrors import NamingClient, StoreError, foreign_key_error, foreign_keys, translate_redis_errors
 
 __all__ = ["Applied", "Memory", "Store", "StoreError", "connect", "no_backoff_retry", "translate_redis_errors"]
 
@@ -193,6 +193,14 @@ class Store:
                 return bool(self.redis.ping())
         except StoreUnavailable:
             return False
+
+    def check_keys(self) -> None:
+        """Raise ForeignKey (exit 78) naming a fixed key of ours that holds another type. Once at
+        start: the poll path finds one only when it writes, in the store script's type check."""
+        with translate_redis_errors(self.redis):
+            found = foreign_keys(self.redis)
+        if found:
+            raise foreign_key_error(found)
 
     def status(self) -> dict[str, str]:
         with translate_redis_errors(self.redis):

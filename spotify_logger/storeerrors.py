@@ -25,6 +25,8 @@ _TRANSIENT = re.compile(r"(?<![A-Za-z])(OOM|READONLY|MISCONF|LOADING|MASTERDOWN|
 _TRANSIENT_CLASSES = (redis.exceptions.ReadOnlyError, redis.exceptions.MasterDownError,
                       redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 _FULL = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|used memory > 'maxmemory'")
+# Redis 7 answers a large command on a connection that did not log in with a protocol error.
+_NO_LOGIN = ("NOAUTH", "unauthenticated")
 _WRONG_DB = ("DB index is out of range", "invalid DB index")
 
 # The type of each fixed key, as the code writes it (a key that does not exist is fine).
@@ -135,6 +137,9 @@ def _response_error(exc: redis.ResponseError, client: "redis.Redis[str] | None")
         except redis.RedisError:
             found = []
         return foreign_key_error(found)
+    if any(phrase in text for phrase in _NO_LOGIN):
+        return StoreMisconfigured("REDIS_URL: Redis wants a login (a password) that REDIS_URL does not give; add the "
+                                  "password to REDIS_URL")
     if any(phrase in text for phrase in _WRONG_DB):
         return StoreMisconfigured("REDIS_URL names a database this Redis does not have (see its `databases` "
                                   "setting; the default is 0-15)")
