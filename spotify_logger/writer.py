@@ -12,6 +12,7 @@ batch in hand before it stops the poller, so a restart after the fix loses nothi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from .batch import Batch, PlayWrite, merge_write
@@ -77,6 +78,7 @@ class Writer:
         self.on_spool_start: Callable[[], None] = lambda: None
         self.redis_up = True
         self._full_logged = False
+        self._whole_in_spool: set[int] = set()  # plays the spool holds a whole write of
 
     def write(self, batch: Batch) -> bool:
         """Store the batch or spool it. True when it reached Redis. Never raises on an outage;
@@ -143,7 +145,21 @@ class Writer:
         if batch.writes:  # a poll that changed nothing has nothing to lose
             if not self.spool.pending():
                 self.on_spool_start()
-            self.spool.append(batch)
+                self._whole_in_spool = set()
+            self.spool.append(self._self_contained(batch))
+
+    def _self_contained(self, batch: Batch) -> Batch:
+        """The batch with the first spooled write of each play restated whole: a Redis that comes
+        back empty then gets every play whole from the spool alone, even when this process is gone
+        by then and the mirror has moved on to a later play."""
+        writes = []
+        for w in batch.writes:
+            if not (w.create_only or "uri" in w.fields or w.started_at in self._whole_in_spool):
+                w = self.history.restate(w) or w
+            if "uri" in w.fields:
+                self._whole_in_spool.add(w.started_at)
+            writes.append(w)
+        return replace(batch, writes=tuple(writes))
 
     def _went_down(self, exc: StoreUnavailable) -> None:
         if isinstance(exc, StoreFull):
