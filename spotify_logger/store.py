@@ -16,7 +16,7 @@ from redis.retry import Retry
 
 from . import keys
 from .batch import Batch
-from .errors import StoreUnavailable
+from .errors import StoreMisconfigured, StoreUnavailable
 from .storeerrors import NamingClient, StoreError, foreign_key_error, foreign_keys, translate_redis_errors
 
 __all__ = ["Applied", "Memory", "Store", "StoreError", "connect", "no_backoff_retry", "translate_redis_errors"]
@@ -134,6 +134,10 @@ def connect(url: str) -> "redis.Redis[str]":
     with translate_redis_errors():
         try:
             return NamingClient.from_url(url, single_connection_client=True, **options)
+        except ValueError as exc:
+            # redis-py's own check of the URL's options (config.py validates the syntax first);
+            # its messages name the option, never the URL and its password.
+            raise StoreMisconfigured(f"REDIS_URL is not a usable Redis URL: {exc}") from None
         except redis.AuthenticationError:
             raise  # a wrong password is a setting, not an outage (translated above)
         except (redis.ConnectionError, redis.TimeoutError):

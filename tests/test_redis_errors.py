@@ -176,3 +176,10 @@ def test_a_password_set_while_the_poller_runs_stops_it_and_keeps_the_play(
     spooled = settings.state_dir.joinpath("spool.jsonl").read_text().splitlines()
     assert spooled and json.loads(spooled[-1])["writes"]
     redis.Redis(port=redis_server.port, password="s3cret-pass").config_set("requirepass", "")
+
+
+def test_an_option_redis_py_cannot_read_is_a_setting(redis_server: RedisServer,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, f"redis://:s3cret@127.0.0.1:{redis_server.port}/0?socket_timeout=abc", "export")
+    assert code == 78, err
+    one_line_naming_redis_url(err)
