@@ -12,13 +12,13 @@ batch in hand before it stops the poller, so a restart after the fix loses nothi
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Callable
 
 from .batch import Batch, PlayWrite, merge_write
 from .errors import ConfigError, StoreFull, StoreUnavailable
 from .logs import get_logger
-from .playscan import artists_of
 from .spool import Spool
 from .store import Store, StoreError
 
@@ -62,7 +62,7 @@ class History:
             return None
         whole.setdefault("started_at", str(write.started_at))
         return PlayWrite(started_at=write.started_at, fields=whole, uri=whole["uri"],
-                         artists=write.artists or tuple(artists_of(whole)),
+                         artists=write.artists or _artists(whole),
                          counted=write.counted or whole.get("counted") == "1")
 
 
@@ -77,7 +77,7 @@ class Writer:
         self.on_progress: Callable[[], None] = lambda: None
         self.on_spool_start: Callable[[], None] = lambda: None
         self.redis_up = True
-        self._full_logged = False
+        self._outage: str | None = None  # the outage last logged, until a write lands again
         self._whole_in_spool: set[int] = set()  # plays the spool holds a whole write of
 
     def write(self, batch: Batch) -> bool:
@@ -162,19 +162,19 @@ class Writer:
         return replace(batch, writes=tuple(writes))
 
     def _went_down(self, exc: StoreUnavailable) -> None:
-        if isinstance(exc, StoreFull):
-            if not self._full_logged:
-                log.warning("store_full", error=str(exc), spool=str(self.spool.path), **self._memory())
-                self._full_logged = True
-        elif self.redis_up:
-            log.warning("store_unavailable", error=str(exc), spool=str(self.spool.path))
+        # Said once per kind of outage until a write lands again, not once a poll.
+        kind = "store_full" if isinstance(exc, StoreFull) else "store_unavailable"
+        if kind != self._outage:
+            extra = self._memory() if kind == "store_full" else {}
+            log.warning(kind, error=str(exc), spool=str(self.spool.path), **extra)
+            self._outage = kind
         self.redis_up = False
 
     def _came_back(self) -> None:
         if not self.redis_up:
             log.info("store_available")
         self.redis_up = True
-        self._full_logged = False
+        self._outage = None
 
     def _memory(self) -> dict[str, int | None]:
         try:
@@ -182,3 +182,12 @@ class Writer:
         except (StoreUnavailable, StoreError, ConfigError):
             return {"used_memory": None, "maxmemory": None}
         return {"used_memory": memory.used_memory, "maxmemory": memory.maxmemory}
+
+
+def _artists(fields: dict[str, str]) -> tuple[str, ...]:
+    """The artists JSON list of a play hash (the counters a restated play bumps); () when damaged."""
+    try:
+        value = json.loads(fields.get("artists") or "[]")
+    except ValueError:
+        return ()
+    return tuple(a for a in value if isinstance(a, str)) if isinstance(value, list) else ()
