@@ -25,7 +25,7 @@ from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
 from .config import Settings
 from .cooldown import Cooldown
-from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError, StoreUnavailable
+from .errors import EX_OK, EX_SOFTWARE, ConfigError, InvalidGrant, SpotifyLoggerError, StoreUnavailable
 from .instancelock import InstanceLock
 from .lease import Lease, LeasedStore, lease_ttl_s
 from .logs import get_logger
@@ -73,8 +73,9 @@ class Parts:
         cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis)
         cooldown.load()  # a deadline from an earlier run, or from the poller, still holds
         client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
-        writer = Writer(store, Spool.in_state_dir(settings.state_dir))
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
+        # The mirror is the base a play Redis lost is restated from (writer.py).
+        writer = Writer(store, Spool.in_state_dir(settings.state_dir), base=mirror.load)
         return cls(settings, store, auth, cooldown, client, writer, stop, mirror)
 
     def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
@@ -171,10 +172,16 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
         if time.monotonic() > deadline or stop.is_set():
             return _restore_offline(parts)
         time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
+    try:
+        parts.store.check_keys()  # a foreign key is exit 78 now, not at the first write that meets it
+    except StoreUnavailable:
+        return _restore_offline(parts)
     if not parts.writer.flush():
         return _restore_offline(parts)
     try:
         found = parts.store.load_current()
+    except ConfigError:
+        raise  # a foreign key at listening:current: exit 78, not a restart without the open play
     except SpotifyLoggerError:
         return _restore_offline(parts)
     return OpenPlay.from_hash(*found) if found else None

@@ -28,7 +28,7 @@ from .batch import Batch
 from .config import Settings
 from .errors import InstanceLocked, SpotifyLoggerError, StoreUnavailable
 from .instancelock import holder_phrase
-from .store import Store, translate_redis_errors
+from .store import Applied, Store, translate_redis_errors
 
 LEASE_GAPS = 3
 MIN_TTL_S = 5.0  # well above one renewal's worst round trip (2 s socket timeout, one retry)
@@ -105,9 +105,10 @@ class LeasedStore(Store):
         super().__init__(client)
         self.lease = lease
 
-    def apply(self, batch: Batch) -> int:
+    def apply_batch(self, batch: Batch) -> Applied:
+        # Store.apply goes through here too: every write path renews the lease first.
         self.lease.hold()
-        return super().apply(batch)
+        return super().apply_batch(batch)
 
 
 def describe(held: str) -> str:

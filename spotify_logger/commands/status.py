@@ -32,7 +32,7 @@ def render(h: Health, now: float) -> str:
         lines.append(f"token:         present, {expires}{age}")
     else:
         lines.append(f"token:         missing ({h.token_error})")
-    lines.append(f"redis:         {'reachable' if h.redis_reachable else 'UNREACHABLE'}")
+    lines.append(f"redis:         {_redis(h)}")
     lines.append(f"last poll:     {_when(h.last_poll_at, now)}")
     lines.append(f"last write:    {_when(h.last_write_at, now)}")
     lines.append(f"rate limit:    {'cooldown ' + format(h.cooldown_remaining_s, '.0f') + 's left' if h.cooldown_remaining_s else 'none'}")
@@ -42,6 +42,18 @@ def render(h: Health, now: float) -> str:
                  for g in h.gaps)
     lines.extend(f"problem:       {p}" for p in h.problems)
     return "\n".join(lines)
+
+
+def _redis(h: Health) -> str:
+    if h.redis_error:
+        return "REFUSED (REDIS_URL: see the problem below)"
+    if not h.redis_reachable:
+        return "UNREACHABLE"
+    if h.foreign_keys:
+        return f"reachable, FOREIGN KEY ({', '.join(h.foreign_keys)}: see the problem below)"
+    if h.redis_full and h.redis_memory:
+        return f"reachable, FULL (used_memory {h.redis_memory['used_memory']} of maxmemory {h.redis_memory['maxmemory']})"
+    return "reachable"
 
 
 def _when(ts: float | None, now: float) -> str:
