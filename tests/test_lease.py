@@ -105,6 +105,17 @@ def test_a_leased_write_renews_first_and_refuses_under_another_lease(real_redis)
     assert not real_redis.exists(keys.INDEX)  # nothing written
 
 
+def test_the_writer_renews_the_lease_on_every_write_path(real_redis, tmp_path: Path) -> None:
+    # The Writer calls apply_batch, not apply: a renewal hooked on one path only would let a
+    # poller write for good under a lease that lapsed or was taken.
+    writer = Writer(LeasedStore(real_redis, make_lease(real_redis)), Spool.in_state_dir(tmp_path))
+    assert writer.write(a_batch()) is True
+    assert real_redis.exists(keys.LEASE)
+    real_redis.set(keys.LEASE, FOREIGN)
+    with pytest.raises(InstanceLocked):
+        writer.write(a_batch())
+
+
 def test_a_renewal_while_redis_is_down_spools_and_the_poller_carries_on(tmp_path: Path) -> None:
     down = connect("redis://127.0.0.1:1/0")
     writer = Writer(LeasedStore(down, make_lease(down)), Spool.in_state_dir(tmp_path))
