@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 
@@ -20,6 +20,9 @@ from .config import Settings
 from .errors import InvalidClient, InvalidGrant, TransientApiError
 from .logs import get_logger
 from .tokenstore import REFRESH_TOKEN_LIFETIME_S, Tokens, TokenStore
+
+if TYPE_CHECKING:
+    from .budget import RequestBudget
 
 log = get_logger(__name__)
 
@@ -39,6 +42,8 @@ class Authenticator:
         self._lock = threading.Lock()
         self._old_warned_at: float | None = None
         self._reauth_logged = False
+        # Token endpoint calls are outside the Web API quota, but shown in `status`: counted here.
+        self.budget: RequestBudget | None = None
 
     @property
     def tokens(self) -> Tokens:
@@ -133,6 +138,8 @@ class Authenticator:
             auth = (client_id, self.settings.client_secret)
         else:
             form = {**form, "client_id": client_id}
+        if self.budget is not None:
+            self.budget.note()
         try:
             resp = self.session.post(
                 f"{self.settings.accounts_url}/api/token", data=form, auth=auth,

@@ -34,6 +34,8 @@ class Settings:
     min_play_ms: int = 30_000
     end_grace_s: float = 300.0
     reconcile_interval_s: float = 900.0
+    request_budget: int = 1000                # Web API calls per rolling window, for the whole app
+    request_budget_window_s: float = 86400.0
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
     log_format: str = "json"
@@ -73,6 +75,7 @@ class Settings:
                 f"SPOTIFY_LOGGER_MAX_POLL_INTERVAL ({values['max_poll_interval']}) must not be below "
                 f"SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
             )
+        _check_budget(values["request_budget"], values["request_budget_window_s"])
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -95,6 +98,22 @@ def _check_floors(env: Mapping[str, str], values: dict[str, Any]) -> None:
             raise ConfigError(f"{name}={_shown(name, env.get(name, ''))} is invalid: must be "
                               f"{convert.range_text} (below {convert.lo:g} only against a loopback "
                               "SPOTIFY_API_URL, such as the simulator)")
+
+
+# Sane bounds: Spotify's quota is about a day; a window under 10 s only makes sense in tests at
+# compressed time, and a budget beyond 100,000 calls would never be reached by one listener.
+MAX_REQUEST_BUDGET = 100_000
+REQUEST_BUDGET_WINDOW_RANGE_S = (10.0, 7 * 86400.0)
+
+
+def _check_budget(budget: int, window_s: float) -> None:
+    if not 1 <= budget <= MAX_REQUEST_BUDGET:
+        raise ConfigError(f"SPOTIFY_LOGGER_REQUEST_BUDGET={budget} is invalid: must be between 1 and "
+                          f"{MAX_REQUEST_BUDGET} calls")
+    low, high = REQUEST_BUDGET_WINDOW_RANGE_S
+    if not low <= window_s <= high:
+        raise ConfigError(f"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW={window_s:g} is invalid: must be between "
+                          f"{low:g} and {high:g} seconds (7 days)")
 
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:
@@ -181,6 +200,8 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", whole(0, 3_600_000, "ms")),
     ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", seconds(1, 86_400)),
     ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", seconds(60, 86_400)),
+    ("SPOTIFY_LOGGER_REQUEST_BUDGET", "request_budget", _non_negative_int),
+    ("SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW", "request_budget_window_s", _positive_float),
     ("SPOTIFY_LOGGER_CONNECT_TIMEOUT", "connect_timeout", seconds(0.1, 300)),
     ("SPOTIFY_LOGGER_READ_TIMEOUT", "read_timeout", seconds(0.1, 300)),
     ("SPOTIFY_LOGGER_LOG_FORMAT", "log_format", _log_format),

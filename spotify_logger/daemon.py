@@ -23,6 +23,7 @@ from .api import SpotifyClient
 from .httpsession import make_session
 from .auth import Authenticator
 from .backfill import ReconcileHook, Reconciler
+from .budget import RequestBudget
 from .config import Settings
 from .cooldown import Cooldown
 from .errors import EX_OK, EX_SOFTWARE, ConfigError, InvalidGrant, SpotifyLoggerError, StoreUnavailable
@@ -57,6 +58,7 @@ class Parts:
     writer: Writer
     stop: threading.Event
     mirror: OpenPlayMirror
+    budget: RequestBudget
 
     @classmethod
     def build(cls, settings: Settings, stop: threading.Event | None = None, *,
@@ -70,13 +72,16 @@ class Parts:
         store = Store(client) if lease is None else LeasedStore(client, lease)
         session = make_session()
         auth = Authenticator(settings, tokens, session)
-        cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis)
+        cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis, client_id=settings.client_id)
         cooldown.load()  # a deadline from an earlier run, or from the poller, still holds
-        client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop)
+        # One budget per client id, shared through Redis by every process and account of the app.
+        budget = RequestBudget(settings, store.redis, settings.state_dir, cooldown=cooldown)
+        auth.budget = budget
+        client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop, budget=budget)
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
         # The mirror is the base a play Redis lost is restated from (writer.py).
         writer = Writer(store, Spool.in_state_dir(settings.state_dir), base=mirror.load)
-        return cls(settings, store, auth, cooldown, client, writer, stop, mirror)
+        return cls(settings, store, auth, cooldown, client, writer, stop, mirror, budget)
 
     def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
                on_progress: Callable[[], None] = lambda: None) -> Poller:

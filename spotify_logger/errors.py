@@ -82,9 +82,24 @@ class NotFound(ApiError):
 class RateLimited(ApiError):
     """429, or a cooldown from an earlier 429 that has not passed yet."""
 
+    reason = "rate_limited"
+
     def __init__(self, message: str, *, until: float) -> None:
         super().__init__(message, status=429)
         self.until = until
+
+
+class QuotaExceeded(RateLimited):
+    """429 with reason QUOTA_EXCEEDED: the app's daily request quota is spent (hours, not seconds)."""
+
+    reason = "quota_exceeded"
+
+
+class BudgetExhausted(RateLimited):
+    """The request budget (budget.py) cannot afford the call: nothing was sent. `until` is when
+    it fits again."""
+
+    reason = "budget_exhausted"
 
 
 class StoreUnavailable(SpotifyLoggerError):

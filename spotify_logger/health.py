@@ -1,4 +1,10 @@
-"""Health: what `status` reports, gathered without raising, so it works when things are broken."""
+"""Health: what `status` reports, gathered without raising, so it works when things are broken.
+
+The request budget is reported, never a problem by itself: a spent budget means the poller waits
+for calls to leave the window, as designed (the stale-poll check allows for that wait). A
+QUOTA_EXCEEDED cooldown is a problem: Spotify refuses every call for hours, and plays beyond
+the last 50 of recently-played may be lost; a short rate-limit cooldown is not.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .backfill import recent_gaps
+from .budget import RequestBudget
 from .config import Settings
-from .cooldown import Cooldown
+from .cooldown import QUOTA_EXCEEDED, Cooldown
 from .errors import ConfigError, ForeignKey, SpotifyLoggerError
 from . import keys
 from .keys import int_field
@@ -37,6 +44,8 @@ class Health:
     last_write_at: float | None = None
     poll_stale: bool = False
     cooldown_remaining_s: float = 0.0
+    cooldown_reason: str | None = None   # rate_limited (burst) or quota_exceeded, while one holds
+    budget: dict[str, Any] | None = None  # budget.BudgetView.as_dict(); None without a client id
     spool_bytes: int = 0
     gaps: list[dict[str, int]] = field(default_factory=list)  # recorded by backfill, oldest first
     problems: list[str] = field(default_factory=list)
@@ -119,16 +128,36 @@ def _foreign_keys(store: Store) -> list[tuple[str, str, str]]:
 def _local(settings: Settings, now: float, h: Health, store: Store | None) -> Health:
     usable = store is not None and h.redis_reachable and keys.COOLDOWN not in h.foreign_keys
     cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if usable else None,
-                                     clock=lambda: now)
+                                     clock=lambda: now, client_id=settings.client_id)
     cooldown.load()
     h.cooldown_remaining_s = round(cooldown.remaining(), 1)
+    h.cooldown_reason = cooldown.reason if h.cooldown_remaining_s else None
+    budget_wait_s = _budget(settings, store, now, h)
+    if h.cooldown_reason == QUOTA_EXCEEDED:
+        h.problems.append(f"Spotify's request quota is spent (QUOTA_EXCEEDED): no calls for "
+                          f"{h.cooldown_remaining_s:.0f}s; lower SPOTIFY_LOGGER_REQUEST_BUDGET")
     h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
-    if h.last_poll_at is not None and now - h.last_poll_at > STALE_POLL_FACTOR * settings.max_poll_interval + h.cooldown_remaining_s:
+    allowed_s = STALE_POLL_FACTOR * settings.max_poll_interval + max(h.cooldown_remaining_s, budget_wait_s)
+    if h.last_poll_at is not None and now - h.last_poll_at > allowed_s:
         h.poll_stale = True
         h.problems.append("no successful poll recently: is the poller running?")
     elif h.redis_reachable and h.last_poll_at is None and not h.foreign_keys:
         h.problems.append("no poll recorded yet")
     return h
+
+
+def _budget(settings: Settings, store: Store | None, now: float, h: Health) -> float:
+    """Fill h.budget; returns how long a spent budget makes the poller wait (0 when not spent)."""
+    if not settings.client_id:
+        return 0.0
+    try:
+        usable = store is not None and h.redis_reachable and not h.foreign_keys
+        view = RequestBudget(settings, store.redis if usable else None, settings.state_dir,
+                             clock=lambda: now).view()
+    except SpotifyLoggerError:
+        return 0.0
+    h.budget = view.as_dict()
+    return view.next_free_in_s if view.calls_left == 0 else 0.0
 
 
 def _token(settings: Settings, now: float, h: Health) -> None:

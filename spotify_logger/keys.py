@@ -5,17 +5,47 @@ README.md documents these for redis-cli users; change both together.
 
 from __future__ import annotations
 
+import hashlib
+
 PLAY_PREFIX = "listening:"
 INDEX = "listening:index"            # ZSET member=<started_at_ms> score=<started_at_ms>
 CURRENT = "listening:current"        # STRING key of the open play, so a restart continues it
 TRACK_COUNTS = "plays:tracks"        # ZSET member=uri score=counted plays
 ARTIST_COUNTS = "plays:artists"      # ZSET member=artist name score=counted plays
 STATUS = "spotify-logger:status"     # HASH last_poll_at, last_write_at (ms) for `status`
-COOLDOWN = "spotify-logger:cooldown"  # STRING rate-limit deadline (epoch s), with a TTL to match
+COOLDOWN = "spotify-logger:cooldown"  # STRING deadline (epoch s) before per-client cooldowns; read only
 RECENT_CURSOR = "spotify-logger:recent_cursor"  # STRING newest recently-played played_at (ms)
 GAPS = "gaps"                        # ZSET member=JSON{start,end,estimated_plays} score=start ms
 PLAYLISTS = "spotify-logger:playlists"  # HASH playlist name -> Spotify playlist id
 LEASE = "spotify-logger:poller"      # STRING JSON{id,pid,host,state_dir} of the recording poller, with a TTL
+
+# Per client id, named by client_hash(): every process and account of one app shares them.
+BUDGET_PREFIX = "spotify-logger:budget:"
+
+
+def client_hash(client_id: str) -> str:
+    """The client id as it appears in key names: a hash, so redis-cli never shows the id."""
+    return hashlib.sha256(client_id.encode("utf-8")).hexdigest()[:16]
+
+
+def budget_calls(client_id: str) -> str:
+    """HASH field=<bucket>[:<origin>] value=Web API calls made in that time bucket (budget.py)."""
+    return f"{BUDGET_PREFIX}{client_hash(client_id)}:calls"
+
+
+def budget_endpoints(client_id: str) -> str:
+    """HASH field=<hour>|<endpoint>[|<origin>] value=calls, the last 25 h (token refreshes too)."""
+    return f"{BUDGET_PREFIX}{client_hash(client_id)}:endpoints"
+
+
+def budget_learned(client_id: str) -> str:
+    """STRING JSON{limit, learned_at, window_s}: the quota Spotify enforced, learned at a refusal."""
+    return f"{BUDGET_PREFIX}{client_hash(client_id)}:learned"
+
+
+def cooldown_key(client_id: str) -> str:
+    """STRING JSON{until, reason}: the app's rate-limit or quota deadline, TTL to match."""
+    return f"spotify-logger:cooldown:{client_hash(client_id)}"
 
 # The fields of a play hash, in documentation order. Fields whose value is unknown are absent,
 # never "None": Redis cannot store None and a missing field reads as nil in redis-cli.

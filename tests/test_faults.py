@@ -20,6 +20,7 @@ import structlog
 from conftest import Proc, assert_counter_invariant, env_for, pid_gone, play_hashes, run_py_cmd, wait_until
 from helpers import make_client
 
+from spotify_logger import keys
 from spotify_logger.config import Settings
 from spotify_logger.cooldown import Cooldown
 from spotify_logger.errors import RateLimited
@@ -156,7 +157,8 @@ def test_rate_limit_then_sigkill_no_request_before_the_deadline(logger_playing_c
     wait_until(lambda: [r for r in sim.requests if r.status == 429], "the 429")
     proc.wait_for("rate_limited")
     # The deadline is in Redis, with a TTL (it is written just after the log line).
-    assert wait_until(lambda: max(client.ttl("spotify-logger:cooldown"), 0), "the deadline in Redis") <= 5
+    key = keys.cooldown_key(sim.client_id)  # the app's cooldown, shared by all its processes
+    assert wait_until(lambda: max(client.ttl(key), 0), "the deadline in Redis") <= 5
     os.kill(child_pid(proc), signal.SIGKILL)
 
     restored = proc.wait_for("cooldown_restored")[0]

@@ -1,6 +1,7 @@
 """`spotify-logger backfill`: one reconciliation pass against recently-played, then a report.
 
-Exit 75 while plays wait in the outage spool (see spool.require_empty).
+Exit 75 while plays wait in the outage spool (see spool.require_empty), and when the request
+budget cannot afford a pass (it says when one fits).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from ..errors import EX_OK
 from ..timeutil import utc_iso
 from ..spool import require_empty
 
+CALLS_NEEDED = 1  # one recently-played page holds the whole feed (50); more only after a long gap
+
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -26,6 +29,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # replay would add its own copies on top.
     require_empty(settings.state_dir)
     parts = Parts.build(settings)
+    parts.budget.require(CALLS_NEEDED, "backfill")
     result = Reconciler(parts.client, parts.store).run_once()
     print(json.dumps(result.as_dict(), indent=2, sort_keys=True) if args.json else render(result))
     return EX_OK

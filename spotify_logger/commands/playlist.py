@@ -21,6 +21,7 @@ from ..periods import LocalTime, add_period_arguments, parse_hours, period
 from ..store import connect
 
 DEFAULT_NAME = "Top 10 this week"
+CALLS_NEEDED = 2  # replace (or create, then replace); a /tracks fallback may take more
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -53,6 +54,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             # An empty week leaves last week's list in place rather than an empty playlist.
             print(f"no counted Spotify tracks ({label}): {args.name!r} left unchanged")
             return EX_OK
+        parts.budget.require(CALLS_NEEDED, "playlist")
         written = playlist.Publisher(parts.client, parts.store.redis).publish(
             args.name, [p.uri for p in picks], public=args.public,
             description=f"Most played tracks ({_hours_text(hours)}), updated by spotify-logger.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from ..config import Settings
 from ..errors import EX_OK, EX_UNAVAILABLE
@@ -35,7 +36,8 @@ def render(h: Health, now: float) -> str:
     lines.append(f"redis:         {_redis(h)}")
     lines.append(f"last poll:     {_when(h.last_poll_at, now)}")
     lines.append(f"last write:    {_when(h.last_write_at, now)}")
-    lines.append(f"rate limit:    {'cooldown ' + format(h.cooldown_remaining_s, '.0f') + 's left' if h.cooldown_remaining_s else 'none'}")
+    lines.append(f"rate limit:    {_cooldown(h)}")
+    lines.extend(_budget(h.budget))
     lines.append(f"spool:         {h.spool_bytes} bytes waiting for Redis" if h.spool_bytes else "spool:         empty")
     lines.append(f"gaps:          {len(h.gaps)} recorded (plays lost from recently-played)" if h.gaps else "gaps:          none recorded")
     lines.extend(f"  gap:         {utc_iso(g['start'] / 1000)} to {utc_iso(g['end'] / 1000)}, about {g['estimated_plays']} plays lost"
@@ -54,6 +56,26 @@ def _redis(h: Health) -> str:
     if h.redis_full and h.redis_memory:
         return f"reachable, FULL (used_memory {h.redis_memory['used_memory']} of maxmemory {h.redis_memory['maxmemory']})"
     return "reachable"
+
+
+def _cooldown(h: Health) -> str:
+    if not h.cooldown_remaining_s:
+        return "none"
+    return f"cooldown {h.cooldown_remaining_s:.0f}s left ({h.cooldown_reason or 'rate_limited'})"
+
+
+def _budget(b: dict[str, Any] | None) -> list[str]:
+    if b is None:
+        return []
+    window = f"{b['window_s'] / 3600:g} h" if b["window_s"] >= 3600 else f"{b['window_s']:g} s"
+    learned = f", learned from Spotify (configured {b['configured_limit']})" if b["learned_limit"] is not None else ""
+    free = f"; next call frees in {b['next_free_in_s']:.0f}s" if b["calls_left"] == 0 else ""
+    lines = [f"budget:        {b['used']} of {b['limit']} calls in the last {window}{learned}, "
+             f"{b['calls_left']} left{free}" + (" (counted in the state dir: Redis is down)" if b["source"] != "redis" else ""),
+             f"pace:          {b['last_hour']} calls in the last hour, about {b['projected_per_day']} a day at that pace"]
+    lines.extend(f"  calls 24h:   {n:>5}  {name}" for name, n in b["by_endpoint"].items())
+    lines.append(f"  calls 24h:   {b['token_refreshes']:>5}  token refreshes (not in the quota)")
+    return lines
 
 
 def _when(ts: float | None, now: float) -> str:

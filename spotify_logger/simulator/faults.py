@@ -6,7 +6,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass, replace
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Literal, get_args
 
 from .http_types import Response, api_error, json_response
@@ -112,6 +112,19 @@ def retry_after_header(seconds: float, now: float, http_date: bool) -> str:
     if http_date:
         return formatdate(now + seconds, usegmt=True)
     return str(max(0, math.ceil(seconds)))
+
+
+def retry_after_deadline(header: str | None, now: float) -> float:
+    """The instant a Retry-After header (delta-seconds or HTTP-date) told the client to wait for."""
+    if not header:
+        return now
+    try:
+        return now + float(header)
+    except ValueError:
+        try:
+            return parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError):
+            return now
 
 
 def rate_limited(seconds: float, now: float, http_date: bool = False) -> Response:

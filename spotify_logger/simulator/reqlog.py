@@ -19,7 +19,8 @@ class RecordedRequest:
     query: dict[str, str] = field(default_factory=dict)
     status: int = 0  # 0: the connection was reset without an answer
     authorized: bool = False  # a valid, unexpired Bearer token was presented
-    fault: str | None = None  # kind of the injected fault or "rate_limit_window" that answered
+    fault: str | None = None  # the injected fault, "rate_limit_window", "quota" or "burst" that answered
+    during_retry_after: bool = False  # sent before a Retry-After the simulator had told has passed
 
 
 def redact(query: dict[str, str]) -> dict[str, str]:
@@ -31,12 +32,15 @@ class RequestLog:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._violations: list[RecordedRequest] = []
+        self._during_retry_after: list[RecordedRequest] = []
 
     def add(self, request: RecordedRequest, violation: bool = False) -> None:
         with self._lock:
             self._requests.append(request)
             if violation:
                 self._violations.append(request)
+            if request.during_retry_after:
+                self._during_retry_after.append(request)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -48,7 +52,13 @@ class RequestLog:
         with self._lock:
             return list(self._violations)
 
+    @property
+    def during_retry_after(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._during_retry_after)
+
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
             self._violations.clear()
+            self._during_retry_after.clear()

@@ -14,6 +14,7 @@ from .items import Item
 from .oauth import DEFAULT_SCOPE, TokenStore
 from .playback import context_uri_for
 from .playlists import Playlists
+from .quota import AppLimits, QuotaRule
 from .recent import FEED_SIZE, History, HistoryEntry, newest_first
 from .reqlog import RecordedRequest, RequestLog, redact
 from . import routes
@@ -37,7 +38,12 @@ class SpotifySimulator:
         redirect_uris: Iterable[str] = ("http://127.0.0.1:8888/callback",),
         auto_approve: bool = True,
         port: int = 0,
+        quota: QuotaRule | str | None = None,
+        burst: QuotaRule | int | None = None,
     ) -> None:
+        """quota: the app's rolling request quota (`"1000/86400"`), answered with QUOTA_EXCEEDED;
+        burst: requests per rolling 30 s (or a QuotaRule), answered with a plain 429. Both off
+        by default; both in simulator-clock seconds (see quota.py for compressed time)."""
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
@@ -48,6 +54,7 @@ class SpotifySimulator:
         self.playlists = Playlists()  # the user's playlists, for the playlist endpoints and tests
         self._faults = FaultQueue()
         self._window = RateLimitWindow()
+        self.limits = AppLimits(quota, burst)
         self._log = RequestLog()
         self._history = History()
         self._lock = threading.Lock()
@@ -201,6 +208,11 @@ class SpotifySimulator:
     def violations(self) -> list[RecordedRequest]:
         return self._log.violations
 
+    @property
+    def requests_during_retry_after(self) -> list[RecordedRequest]:
+        """Web API requests sent before a Retry-After (any 429's) had passed: 0 for a polite client."""
+        return self._log.during_retry_after
+
     def clear_requests(self) -> None:
         self._log.clear()
 
@@ -209,10 +221,14 @@ class SpotifySimulator:
     def _handle(self, request: Request) -> Response | None:
         now = self.clock()
         authorized = self.tokens.bearer_problem(request.header("authorization")) is None
+        api = request.path.startswith("/v1/")
+        during = api and self.limits.during_retry_after(now)
         response, fault, violation = self._answer(request, now)
         status = 0 if response is None else response.status
+        if api and response is not None:
+            self.limits.told(response, now)
         record = RecordedRequest(now, request.method, request.path, redact(request.query),
-                                 status, authorized, fault)
+                                 status, authorized, fault, during)
         self._log.add(record, violation)
         return response
 
@@ -221,6 +237,9 @@ class SpotifySimulator:
             window = self._window.check(now)
             if window is not None:
                 return rate_limited(window[0], now), "rate_limit_window", window[1]
+            limited = self.limits.check(now)
+            if limited is not None:
+                return limited[0], limited[1], False
         fault = self._faults.take(request.path)
         if fault is None:
             return self._route(request), None, False
