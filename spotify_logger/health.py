@@ -18,7 +18,9 @@ from .config import Settings
 from .cooldown import QUOTA_EXCEEDED, Cooldown
 from .errors import ConfigError, ForeignKey, SpotifyLoggerError
 from . import keys
+from .instancelock import lock_holder
 from .keys import int_field
+from .lease import read_lease
 from .spool import Spool
 from .store import Memory, Store, StoreError, connect
 from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
@@ -47,6 +49,9 @@ class Health:
     cooldown_reason: str | None = None   # rate_limited (burst) or quota_exceeded, while one holds
     budget: dict[str, Any] | None = None  # budget.BudgetView.as_dict(); None without a client id
     spool_bytes: int = 0
+    poller_lock: str | None = None   # who holds the state dir's lock ('pid 1234 on pi4'), if anyone
+    poller_lease: str | None = None  # who holds the Redis lease, and its state dir
+    poller_lease_ttl_s: float | None = None
     gaps: list[dict[str, int]] = field(default_factory=list)  # recorded by backfill, oldest first
     problems: list[str] = field(default_factory=list)
 
@@ -111,6 +116,9 @@ def _status(store: Store, h: Health) -> None:
     h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
     h.last_write_at = _ms_to_s(status.get("last_write_at"))
     h.gaps = [] if keys.GAPS in h.foreign_keys else recent_gaps(store.redis)
+    lease = None if keys.LEASE in h.foreign_keys else read_lease(store.redis)
+    if lease is not None:
+        h.poller_lease, h.poller_lease_ttl_s = lease[0], round(lease[1], 1)
 
 
 def _memory(store: Store) -> Memory | None:
@@ -137,10 +145,12 @@ def _local(settings: Settings, now: float, h: Health, store: Store | None) -> He
         h.problems.append(f"Spotify's request quota is spent (QUOTA_EXCEEDED): no calls for "
                           f"{h.cooldown_remaining_s:.0f}s; lower SPOTIFY_LOGGER_REQUEST_BUDGET")
     h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
+    h.poller_lock = lock_holder(settings.state_dir)
     allowed_s = STALE_POLL_FACTOR * settings.max_poll_interval + max(h.cooldown_remaining_s, budget_wait_s)
     if h.last_poll_at is not None and now - h.last_poll_at > allowed_s:
         h.poll_stale = True
-        h.problems.append("no successful poll recently: is the poller running?")
+        h.problems.append("no successful poll recently: is the poller running?"
+                          + ("" if h.poller_lock else " (no process holds the state dir's lock)"))
     elif h.redis_reachable and h.last_poll_at is None and not h.foreign_keys:
         h.problems.append("no poll recorded yet")
     return h

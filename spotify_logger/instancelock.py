@@ -131,3 +131,39 @@ def _state_dir_error(exc: OSError, state_dir: Path) -> SpotifyLoggerError:
         return StateDirFull(f"the state dir {state_dir} is full: cannot lock it")
     return ConfigError(f"cannot lock the state dir {state_dir} (SPOTIFY_LOGGER_STATE_DIR): "
                        f"{exc.strerror or type(exc).__name__}")
+
+
+def lock_holder(state_dir: Path) -> str | None:
+    """Who holds the state dir's lock now ('pid 1234 on pi4'), or None when no one does; for
+    `status`, which must not take the lock itself (a poller starting meanwhile would be refused).
+    Linux lists every flock in /proc/locks; elsewhere the recorded pid is asked if it is alive."""
+    path = state_dir / LOCK_FILE
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    # The kernel prints the lock's file as major:minor:inode, "%02x:%02x:%lu".
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii") as fh:
+            listed = fh.read()
+    except OSError:
+        return read_holder(path) if _recorded_pid_alive(path) else None
+    # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a blocked waiter's line has "->").
+    for line in listed.splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[1] == "FLOCK" and parts[-3] == where:
+            return read_holder(path)
+    return None
+
+
+def _recorded_pid_alive(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.loads(fh.readline())
+        if record.get("host") != socket.gethostname():
+            return False
+        os.kill(int(record["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return True

@@ -118,3 +118,15 @@ def describe(held: str) -> str:
         return f"{holder_phrase(owner['pid'], owner['host'])}, state dir {owner['state_dir']}"
     except (ValueError, KeyError, TypeError):
         return f"{keys.LEASE} holds {held[:80]!r}"
+
+
+def read_lease(client: "redis.Redis[str]") -> tuple[str, float] | None:
+    """The lease's holder as `describe` words it, and the seconds left on it; None when free."""
+    with translate_redis_errors(client):
+        with client.pipeline(transaction=False) as pipe:
+            pipe.get(keys.LEASE)
+            pipe.pttl(keys.LEASE)
+            held, ttl_ms = pipe.execute()
+    if not held:
+        return None
+    return describe(held), max(0.0, int(ttl_ms) / 1000)

@@ -253,3 +253,23 @@ def test_an_unwritable_state_dir_is_a_setting_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(instancelock.ConfigError, match="cannot lock the state dir"):
         instancelock.InstanceLock.take(blocker / "state")
+
+
+# --- status names the poller -----------------------------------------------------------------------
+
+def test_status_names_the_lock_holder_and_the_lease_while_a_poller_runs_and_neither_after(
+        sim_factory, settings_for, redis_server: RedisServer, spawn) -> None:
+    from spotify_logger import health
+
+    sim = sim_factory(LONG)
+    settings = settings_for(sim, redis_server.url)
+    first = supervised(spawn, settings)
+    first.wait_for("play_started")
+    running = health.gather(settings)
+    assert running.poller_lock == f"pid {first.popen.pid} on {HOST}"  # run.py took the lock
+    assert running.poller_lease is not None and str(settings.state_dir.resolve()) in running.poller_lease
+    assert running.poller_lease_ttl_s is not None and running.poller_lease_ttl_s > 0
+
+    assert first.terminate() == 0
+    stopped = health.gather(settings)
+    assert stopped.poller_lock is None and stopped.poller_lease is None  # released on a clean stop
