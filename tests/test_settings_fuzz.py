@@ -100,7 +100,7 @@ def test_each_setting_alone_with_the_values_that_broke_things(name: str, raw: st
     ("REDIS_URL", f"redis://:{SECRET}@h/0?socket_timeout=abc", "socket_timeout"),
     ("REDIS_URL", f"redis://:{SECRET}@h/{2**31}", "from 0 to 2147483647"),
     ("REDIS_URL", f"redis://:{SECRET}@h/0?frobnicate=1", "unsupported option"),
-    ("REDIS_URL", f"unix:///run/redis.sock?socket_keepalive=1", "needs redis:// or rediss://"),
+    ("REDIS_URL", "unix:///run/redis.sock?socket_keepalive=1", "needs redis:// or rediss://"),
 ])
 def test_out_of_range_names_the_variable_and_the_range(name: str, raw: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
