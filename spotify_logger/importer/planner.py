@@ -1,11 +1,22 @@
 """Deciding, record by record, what an import writes: a new play, a confirmation, or nothing.
 
-- An imported play stored under the record's started_at with the same uri and ms_played is that
-  play (a re-import, or a record the export lists twice): nothing is written.
-- A record that overlaps a play of the same uri the poller recorded is that play: it is
-  confirmed (the export's extra fields, and `import_ts` = ts when it has none), never added.
-  An account-data record (pseudo-uri) is matched by track and artist name instead, and also
-  against extended-history imports, so importing both exports does not double them.
+- A record is a play already stored (or planned) when it is the same track and their intervals
+  are one listening by overlap.one_play: they share more than the timestamps' precision (2 s,
+  or 1 min for account data), or more than half the record when it is shorter. Whichever field
+  differs a little (ms_played 200000 or 199999, ts to the second or to the ms), it is one play.
+  Records and plays pair one to one, largest overlap first, before any backfilled play is
+  considered; a record left over that is still one listening with a paired play lists that play
+  again: a duplicate. So back-to-back plays of one track stay two plays, and nothing an import
+  writes overlaps a play of its track by more than `check` allows.
+- "Same track" is the uri; an account-data record (pseudo-uri) is matched by track and artist
+  name against extended-history plays too, and the other way round, so importing both exports
+  does not double them.
+- Same key, uri and ms_played as an imported play (a re-import, or a record the export lists
+  twice): that play, even when it is too short to overlap anything. Nothing is written.
+- A play the poller recorded that a record is: confirmed, never added. The export's extra fields
+  the play lacks are added, and `import_ts` = ts when it has none: what an import stored once is
+  never rewritten, so a later import (the other export, or a record listed a little differently)
+  changes nothing.
 - A play backfill created is stored as [played_at - duration, played_at], and played_at can
   lie anywhere from the play's start to a minute late: its interval says little. A record left
   unmatched confirms it when its ts falls in the play's feed window (overlap.feed_window, the
@@ -15,10 +26,6 @@
 - `confirmed_at` is backfill's (the played_at it binds its feed item by): never written here.
 - Otherwise it is a new play, keyed by ts - ms_played; when another item already holds that
   millisecond, the next free one, so skipped tracks ending in the same second are all kept.
-
-Overlap means more than the timestamps' precision (2 s, or 1 min for account data), or more than
-half the record when it is shorter; records and plays pair one to one, largest overlap first,
-before any backfilled play is considered. So back-to-back plays of one track stay two plays.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Iterable
 from ..batch import PlayWrite
 from ..extract import RedisValue
 from ..keys import SOURCE_FEED, SOURCE_IMPORT
-from ..overlap import FEED_MIN_PLAY_MS, MATCH_SLACK_MS, align_in_order, feed_window, overlap_ms, tolerance_ms
+from ..overlap import FEED_MIN_PLAY_MS, MATCH_SLACK_MS, align_in_order, feed_window, one_play, overlap_ms
 from .records import Record
 from .timeline import LOOKBACK_MS, Known, Timeline
 
@@ -73,7 +80,8 @@ class Planner:
             else:
                 fresh.append(rec)
                 first_free.append(free)
-        matches = self._match(fresh)
+        tracks = _Tracks(k for k in self.timeline.plays.values() if k.source != SOURCE_FEED)
+        matches = self._match(fresh, tracks)
         for i, rec in enumerate(fresh):
             match = matches.get(i)
             if match is not None:
@@ -82,6 +90,10 @@ class Planner:
                 else:
                     out.confirmed += 1
                     self._confirm(rec, match, out)
+                continue
+            if any(_one_play(rec, known) for known in tracks.of(rec)):
+                # Another record took that play: this one lists it again, a little differently.
+                out.duplicates += 1
                 continue
             key = self._still_free(rec, first_free[i])
             if key is None:
@@ -93,21 +105,20 @@ class Planner:
                 started_at=key, fields=rec.fields(counted=counted, started_at=key), uri=rec.uri,
                 artists=(rec.artist,) if rec.artist else (), counted=counted, create_only=True,
             ))
-            self.timeline.add(Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=rec.name_key,
-                                    source=SOURCE_IMPORT, ms_played=rec.ms_played, import_ts=None,
-                                    precision=rec.precision, pseudo=rec.pseudo))
+            known = Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=rec.name_key, source=SOURCE_IMPORT,
+                          ms_played=rec.ms_played, import_ts=None, precision=rec.precision, pseudo=rec.pseudo)
+            self.timeline.add(known)
+            tracks.add(known)
         return out
 
-    def _match(self, records: list[Record]) -> dict[int, Known]:
+    def _match(self, records: list[Record], tracks: "_Tracks") -> dict[int, Known]:
         """Pair records with the stored plays they overlap, one to one, largest overlaps first, so
         a record that only grazes a play (its neighbour's) cannot take it from the right one."""
-        by_uri, by_name = _candidates(k for k in self.timeline.plays.values() if k.source != SOURCE_FEED)
         pairs = []
         for i, rec in enumerate(records):
-            same_name = by_name.get(rec.name_key, ()) if rec.name_key else ()
-            for known in [*by_uri.get(rec.uri, ()), *(k for k in same_name if k.pseudo != rec.pseudo)]:
-                overlap = overlap_ms(rec.started_at, rec.ended_at, known.started_at, known.end)
-                if overlap > min(tolerance_ms(rec.precision, known.precision), rec.ms_played // 2):
+            for known in tracks.of(rec):
+                if _one_play(rec, known):
+                    overlap = overlap_ms(rec.started_at, rec.ended_at, known.started_at, known.end)
                     pairs.append((overlap, -i, known.started_at, known))
         pairs.sort(key=lambda p: p[:3], reverse=True)
         matched: dict[int, Known] = {}
@@ -166,24 +177,39 @@ class Planner:
         if play.started_at in self._confirmed:
             return
         self._confirmed.add(play.started_at)
-        fields: dict[str, RedisValue] = dict(rec.extras)
+        # Only fields the play lacks: what an import (or the poller) stored stays as it is, so a
+        # record listing the play a little differently, or the other export, changes nothing.
+        # import_ts is kept once set, so the account data cannot flip it to its minute rounding.
+        fields: dict[str, RedisValue] = {k: v for k, v in rec.extras.items() if k not in play.extras}
         if play.import_ts is None:
-            # Kept once set, so importing the account data after the extended history (or the
-            # other way round) cannot flip it to another export's rounding.
             fields["import_ts"] = rec.ended_at
         if fields:
             out.confirms.append(PlayWrite(started_at=play.started_at, fields=fields, uri=play.uri))
 
 
-def _candidates(plays: Iterable[Known]) -> tuple[dict[str, list[Known]], dict[tuple[str, str], list[Known]]]:
-    by_uri: dict[str, list[Known]] = {}
-    by_name: dict[tuple[str, str], list[Known]] = {}
-    for known in plays:
-        if known.source != SOURCE_IMPORT:
-            by_uri.setdefault(known.uri, []).append(known)
+class _Tracks:
+    """The stored and planned plays (backfill's aside) a record may be: by uri, and by name for
+    the other export (an account-data record against the extended history, and back)."""
+
+    def __init__(self, plays: Iterable[Known]) -> None:
+        self.by_uri: dict[str, list[Known]] = {}
+        self.by_name: dict[tuple[str, str], list[Known]] = {}
+        for known in plays:
+            self.add(known)
+
+    def add(self, known: Known) -> None:
+        self.by_uri.setdefault(known.uri, []).append(known)
         if known.name_key:
-            by_name.setdefault(known.name_key, []).append(known)
-    return by_uri, by_name
+            self.by_name.setdefault(known.name_key, []).append(known)
+
+    def of(self, rec: Record) -> list[Known]:
+        same_name = self.by_name.get(rec.name_key, ()) if rec.name_key else ()
+        return [*self.by_uri.get(rec.uri, ()), *(k for k in same_name if k.pseudo != rec.pseudo)]
+
+
+def _one_play(rec: Record, known: Known) -> bool:
+    shared = overlap_ms(rec.started_at, rec.ended_at, known.started_at, known.end)
+    return one_play(shared, rec.precision, known.precision, rec.ms_played)
 
 
 def _group(uri: str, key: tuple[str, str] | None, by_name: bool) -> object:

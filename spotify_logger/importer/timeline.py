@@ -17,11 +17,14 @@ from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
 from ..periods import DAY_MS
 from ..playscan import PlayScanner, artists_of
-from .records import SLOTS, name_key
+from .records import EXTRA_FIELDS, MAX_STREAM_MS, SLOTS, name_key
 
-LOOKBACK_MS = 12 * 3600 * 1000   # a stored play that started this long before a record may still overlap it
+# A stored play that started this long before a record may still overlap it: as long as the
+# longest stream a record may hold, so an overlap is never missed for lack of reading the play.
+LOOKBACK_MS = MAX_STREAM_MS
 _FIELDS = ("uri", "name", "artists", "show", "type", "ended_at", "last_seen_at", "ms_played", "source",
-           "duration_ms", "import_ts")
+           "duration_ms", "import_ts", *EXTRA_FIELDS)
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(**SLOTS)
@@ -36,6 +39,7 @@ class Known:
     precision: int
     pseudo: bool
     duration_ms: int | None = None
+    extras: frozenset[str] = _NONE   # the export's fields it holds already (records.EXTRA_FIELDS)
 
     @classmethod
     def from_hash(cls, started_at: int, h: dict[str, str]) -> "Known":
@@ -43,11 +47,12 @@ class Known:
         artists = artists_of(h)
         by = h.get("show") if h.get("type") == "episode" else (artists[0] if artists else None)
         duration_ms = int_field(h.get("duration_ms"))
+        extras = frozenset(f for f in EXTRA_FIELDS if f in h) or _NONE
         return cls(started_at=started_at, end=play_end(started_at, h), uri=uri,
                    name_key=name_key(h.get("name"), by), source=h.get("source"),
                    ms_played=int_field(h.get("ms_played")), import_ts=int_field(h.get("import_ts")),
                    precision=precision_ms(uri, h.get("source"), duration_ms), pseudo=is_pseudo_uri(uri),
-                   duration_ms=duration_ms)
+                   duration_ms=duration_ms, extras=extras)
 
 
 class Timeline:
