@@ -37,7 +37,7 @@ from ..batch import PlayWrite
 from ..extract import RedisValue
 from ..keys import SOURCE_FEED, SOURCE_IMPORT
 from ..overlap import FEED_MIN_PLAY_MS, MATCH_SLACK_MS, align_in_order, feed_window, one_play, overlap_ms
-from .records import Record
+from .records import EXTRA_FIELDS, Record
 from .timeline import LOOKBACK_MS, Known, Timeline
 
 MAX_PROBE_MS = 1_000  # how many milliseconds past ts - ms_played a record may move for a free key
@@ -80,8 +80,12 @@ class Planner:
             else:
                 fresh.append(rec)
                 first_free.append(free)
-        tracks = _Tracks(k for k in self.timeline.plays.values() if k.source != SOURCE_FEED)
-        matches = self._match(fresh, tracks)
+        if not fresh:
+            return out
+        names = [rec.name_key for rec in fresh]
+        matches, overlapping = self._match(fresh, names)
+        planned = _Tracks(())  # the plays this chunk adds, in the order it adds them
+        confirming: list[tuple[Record, Known]] = []
         for i, rec in enumerate(fresh):
             match = matches.get(i)
             if match is not None:
@@ -89,10 +93,10 @@ class Planner:
                     out.duplicates += 1
                 else:
                     out.confirmed += 1
-                    self._confirm(rec, match, out)
+                    confirming.append((rec, match))
                 continue
-            if any(_one_play(rec, known) for known in tracks.of(rec)):
-                # Another record took that play: this one lists it again, a little differently.
+            if i in overlapping or any(_one_play(rec, known) for known in planned.of(rec, names[i])):
+                # Another record took (or is) that play: this one lists it again, a little differently.
                 out.duplicates += 1
                 continue
             key = self._still_free(rec, first_free[i])
@@ -105,21 +109,25 @@ class Planner:
                 started_at=key, fields=rec.fields(counted=counted, started_at=key), uri=rec.uri,
                 artists=(rec.artist,) if rec.artist else (), counted=counted, create_only=True,
             ))
-            known = Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=rec.name_key, source=SOURCE_IMPORT,
+            known = Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=names[i], source=SOURCE_IMPORT,
                           ms_played=rec.ms_played, import_ts=None, precision=rec.precision, pseudo=rec.pseudo)
             self.timeline.add(known)
-            tracks.add(known)
+            planned.add(known)
+        self._confirm(confirming, out)
         return out
 
-    def _match(self, records: list[Record], tracks: "_Tracks") -> dict[int, Known]:
-        """Pair records with the stored plays they overlap, one to one, largest overlaps first, so
-        a record that only grazes a play (its neighbour's) cannot take it from the right one."""
+    def _match(self, records: list[Record], names: list[tuple[str, str] | None]) -> tuple[dict[int, Known], set[int]]:
+        """Pair records with the stored plays they are (one_play), one to one, largest overlaps
+        first, so a record that only grazes a play (its neighbour's) cannot take it from the
+        right one. Also returns the records that are some stored play, paired or not."""
+        tracks = _Tracks(k for k in self.timeline.plays.values() if k.source != SOURCE_FEED)
         pairs = []
         for i, rec in enumerate(records):
-            for known in tracks.of(rec):
+            for known in tracks.of(rec, names[i]):
                 if _one_play(rec, known):
                     overlap = overlap_ms(rec.started_at, rec.ended_at, known.started_at, known.end)
                     pairs.append((overlap, -i, known.started_at, known))
+        overlapping = {-p[1] for p in pairs}
         pairs.sort(key=lambda p: p[:3], reverse=True)
         matched: dict[int, Known] = {}
         taken = set(self._confirmed)
@@ -128,7 +136,7 @@ class Planner:
                 matched[-neg_i] = known
                 taken.add(started_at)
         self._match_feed(records, matched, taken)
-        return matched
+        return matched, overlapping
 
     def _match_feed(self, records: list[Record], matched: dict[int, Known], taken: set[int]) -> None:
         """Pair the records still unmatched with the plays backfill created: by uri, then (for
@@ -173,18 +181,19 @@ class Planner:
             key += 1
         return None
 
-    def _confirm(self, rec: Record, play: Known, out: ChunkPlan) -> None:
-        if play.started_at in self._confirmed:
-            return
-        self._confirmed.add(play.started_at)
-        # Only fields the play lacks: what an import (or the poller) stored stays as it is, so a
-        # record listing the play a little differently, or the other export, changes nothing.
-        # import_ts is kept once set, so the account data cannot flip it to its minute rounding.
-        fields: dict[str, RedisValue] = {k: v for k, v in rec.extras.items() if k not in play.extras}
-        if play.import_ts is None:
-            fields["import_ts"] = rec.ended_at
-        if fields:
-            out.confirms.append(PlayWrite(started_at=play.started_at, fields=fields, uri=play.uri))
+    def _confirm(self, pairs: list[tuple[Record, Known]], out: ChunkPlan) -> None:
+        pairs = [(rec, play) for rec, play in pairs if play.started_at not in self._confirmed]
+        held = self.timeline.held([play.started_at for _, play in pairs], EXTRA_FIELDS)
+        for (rec, play), present in zip(pairs, held):
+            self._confirmed.add(play.started_at)
+            # Only fields the play lacks: what an import stored stays as it is, so a record listing
+            # the play a little differently, or the other export, changes nothing. import_ts is
+            # kept once set, so the account data cannot flip it to its minute rounding.
+            fields: dict[str, RedisValue] = {k: v for k, v in rec.extras.items() if k not in present}
+            if play.import_ts is None:
+                fields["import_ts"] = rec.ended_at
+            if fields:
+                out.confirms.append(PlayWrite(started_at=play.started_at, fields=fields, uri=play.uri))
 
 
 class _Tracks:
@@ -202,8 +211,8 @@ class _Tracks:
         if known.name_key:
             self.by_name.setdefault(known.name_key, []).append(known)
 
-    def of(self, rec: Record) -> list[Known]:
-        same_name = self.by_name.get(rec.name_key, ()) if rec.name_key else ()
+    def of(self, rec: Record, name_key: tuple[str, str] | None) -> list[Known]:
+        same_name = self.by_name.get(name_key, ()) if name_key else ()
         return [*self.by_uri.get(rec.uri, ()), *(k for k in same_name if k.pseudo != rec.pseudo)]
 
 

@@ -17,14 +17,15 @@ from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
 from ..periods import DAY_MS
 from ..playscan import PlayScanner, artists_of
-from .records import EXTRA_FIELDS, MAX_STREAM_MS, SLOTS, name_key
+from typing import Sequence
+
+from .records import MAX_STREAM_MS, SLOTS, name_key
 
 # A stored play that started this long before a record may still overlap it: as long as the
 # longest stream a record may hold, so an overlap is never missed for lack of reading the play.
 LOOKBACK_MS = MAX_STREAM_MS
 _FIELDS = ("uri", "name", "artists", "show", "type", "ended_at", "last_seen_at", "ms_played", "source",
-           "duration_ms", "import_ts", *EXTRA_FIELDS)
-_NONE: frozenset[str] = frozenset()
+           "duration_ms", "import_ts")
 
 
 @dataclass(**SLOTS)
@@ -39,7 +40,6 @@ class Known:
     precision: int
     pseudo: bool
     duration_ms: int | None = None
-    extras: frozenset[str] = _NONE   # the export's fields it holds already (records.EXTRA_FIELDS)
 
     @classmethod
     def from_hash(cls, started_at: int, h: dict[str, str]) -> "Known":
@@ -47,12 +47,11 @@ class Known:
         artists = artists_of(h)
         by = h.get("show") if h.get("type") == "episode" else (artists[0] if artists else None)
         duration_ms = int_field(h.get("duration_ms"))
-        extras = frozenset(f for f in EXTRA_FIELDS if f in h) or _NONE
         return cls(started_at=started_at, end=play_end(started_at, h), uri=uri,
                    name_key=name_key(h.get("name"), by), source=h.get("source"),
                    ms_played=int_field(h.get("ms_played")), import_ts=int_field(h.get("import_ts")),
                    precision=precision_ms(uri, h.get("source"), duration_ms), pseudo=is_pseudo_uri(uri),
-                   duration_ms=duration_ms, extras=extras)
+                   duration_ms=duration_ms)
 
 
 class Timeline:
@@ -79,6 +78,11 @@ class Timeline:
 
     def at(self, started_at: int) -> Known | None:
         return self.plays.get(started_at)
+
+    def held(self, plays: Sequence[int], names: Sequence[str]) -> list[frozenset[str]]:
+        """Which of `names` each of these stored plays holds, read now in one call: only the few
+        plays a chunk confirms need them, so the window does not carry them for every play."""
+        return [frozenset(row) for row in self._scanner.read([str(s) for s in plays], names)] if plays else []
 
     def add(self, known: Known) -> None:
         self.plays[known.started_at] = known
