@@ -10,6 +10,7 @@ dry run is the summary the real run will print.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import redis
 
@@ -17,8 +18,6 @@ from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
 from ..periods import DAY_MS
 from ..playscan import PlayScanner, artists_of
-from typing import Sequence
-
 from .records import MAX_STREAM_MS, SLOTS, name_key
 
 # A stored play that started this long before a record may still overlap it: as long as the
