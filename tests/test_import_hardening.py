@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
-from spotify_logger import keys
+from spotify_logger import importer, keys
+from spotify_logger.backfill import Reconciler
 from spotify_logger.check import check
 from spotify_logger.importer import run_import
 from spotify_logger.importer.records import CLOCK_SKEW_MS, MALFORMED, Record, Skip, parse
+from spotify_logger.simulator import track
+from spotify_logger.store import Store
 
 from conftest import assert_counter_invariant, play_hashes
-from helpers import A, B, ext, iso, play_through_tracker, run_cli, write_json
+from helpers import A, B, FakeFeed, ext, iso, play_through_tracker, run_cli, write_json
 
 T0 = 1_717_236_000_000  # 2024-06-01T10:00:00Z
 MIN, H = 60_000, 3_600_000
@@ -110,6 +113,10 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
         for name, data in members.items():
             zf.writestr(name, data)
     return path
+
+
+def _records(*records: dict[str, Any]) -> bytes:
+    return json.dumps(list(records)).encode()
 
 
 def _damage(path: Path, member: str, how: str) -> None:
@@ -230,7 +237,7 @@ def test_bad_records_are_counted_as_malformed_and_the_rest_imported(tmp_path: Pa
 
 def test_a_zip_whose_directory_names_an_unknown_zip_version_fails_before_anything_is_written(
         tmp_path: Path, redis_server: Any, real_redis: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    archive = _zip(tmp_path / "export.zip", {"Streaming_History_Audio_2024_0.json": json.dumps([ext(T0, MIN)]).encode()})
+    archive = _zip(tmp_path / "export.zip", {"Streaming_History_Audio_2024_0.json": _records(ext(T0, MIN))})
     raw = bytearray(archive.read_bytes())
     raw[raw.rfind(b"PK\x01\x02") + 6] = 139  # "version needed to extract": 13.9
     archive.write_bytes(bytes(raw))
@@ -241,11 +248,29 @@ def test_a_zip_whose_directory_names_an_unknown_zip_version_fails_before_anythin
 
 def test_an_encrypted_member_is_a_bad_file(tmp_path: Path, redis_server: Any, real_redis: Any,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    archive = _zip(tmp_path / "export.zip", {"Streaming_History_Audio_2024_0.json": json.dumps([ext(T0, MIN)]).encode(),
-                                             "Streaming_History_Audio_2024_1.json": json.dumps([ext(T0 + H, MIN)]).encode()})
+    archive = _zip(tmp_path / "export.zip", {"Streaming_History_Audio_2024_0.json": _records(ext(T0, MIN)),
+                                             "Streaming_History_Audio_2024_1.json": _records(ext(T0 + H, MIN))})
     raw = bytearray(archive.read_bytes())
     first = raw.find(b"PK\x01\x02")
     raw[first + 8] |= 0x01  # the directory's "encrypted" flag of the first member
     archive.write_bytes(bytes(raw))
     code, out, err = run_cli(capsys, redis_server.url, "import", str(archive))
     assert code == 65 and "Streaming_History_Audio_2024_0.json: cannot read" in err and "plays added:  1" in out
+
+
+@pytest.mark.parametrize("chunk", [500, 1], ids=["one chunk", "a chunk each"])
+@pytest.mark.parametrize("order", [(200_000, 199_999), (199_999, 200_000)], ids=["longer first", "shorter first"])
+def test_near_duplicates_of_a_backfilled_play_confirm_it_once(real_redis: Any, tmp_path: Path, chunk: int,
+                                                              order: tuple[int, int],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backfill matches by window, not by overlap: the record that did not confirm the play is
+    still that listen (it overlaps the one that did), so it is not added beside it."""
+    song = track("Song", 200_000, ("Singer",), "Record")
+    feed = FakeFeed([(song, T0 + 200_500)])
+    assert len(Reconciler(feed, Store(real_redis)).run_once().added) == 1  # type: ignore[arg-type]
+    monkeypatch.setattr(importer, "CHUNK", chunk)
+    records = [ext(T0 + (ms - 199_999) * 3, ms, uri=song.uri, name="Song", artist="Singer") for ms in order]
+    summary = imported(real_redis, tmp_path, "a", records)
+    assert (summary.confirmed, summary.added, summary.duplicates) == (1, 0, 1)
+    assert real_redis.zscore(keys.TRACK_COUNTS, song.uri) == 1 and len(play_hashes(real_redis)) == 1
+    assert check(real_redis).ok

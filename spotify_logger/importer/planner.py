@@ -22,7 +22,9 @@
   unmatched confirms it when its ts falls in the play's feed window (overlap.feed_window, the
   one backfill matches with: [started_at - 2 min, end + duration_ms + 2 min], end - started_at
   standing in for a missing duration_ms) widened by the record's precision on both sides, paired
-  in time order as backfill pairs (overlap.align_in_order).
+  in time order as backfill pairs (overlap.align_in_order). From then on, for the rest of the
+  run, that listen is where the record says: a record that is one listening with it (a near
+  duplicate, in this chunk or a later one) is a duplicate, not a new play beside it.
 - `confirmed_at` is backfill's (the played_at it binds its feed item by): never written here.
 - Otherwise it is a new play, keyed by ts - ms_played; when another item already holds that
   millisecond, the next free one, so skipped tracks ending in the same second are all kept.
@@ -62,6 +64,9 @@ class Planner:
         self.timeline = timeline
         self.min_play_ms = min_play_ms
         self._confirmed: set[int] = set()  # stored plays this run confirmed: one write each
+        # Where the records that confirmed a backfilled play say it was heard, for the whole run:
+        # a record in a later chunk or file that is that listen cannot pair with the play again.
+        self._heard = _Tracks(())
 
     def plan(self, records: list[Record]) -> ChunkPlan:
         """Records in started_at order, spanning at most a few hours more than LOOKBACK_MS."""
@@ -84,18 +89,22 @@ class Planner:
             return out
         names = [rec.name_key for rec in fresh]
         matches, overlapping = self._match(fresh, names)
-        planned = _Tracks(())  # the plays this chunk adds, in the order it adds them
         confirming: list[tuple[Record, Known]] = []
-        for i, rec in enumerate(fresh):
-            match = matches.get(i)
-            if match is not None:
-                if match.source == SOURCE_IMPORT:
-                    out.duplicates += 1
-                else:
-                    out.confirmed += 1
-                    confirming.append((rec, match))
+        for i, match in sorted(matches.items()):
+            if match.source == SOURCE_IMPORT:
+                out.duplicates += 1
                 continue
-            if i in overlapping or any(_one_play(rec, known) for known in planned.of(rec, names[i])):
+            out.confirmed += 1
+            confirming.append((fresh[i], match))
+            if match.source == SOURCE_FEED:
+                # Its interval says little: from now on the listen is where this record says.
+                self._heard.add(_as_play(fresh[i], fresh[i].started_at, names[i]))
+        planned = _Tracks(())  # the plays this chunk adds, in the order it adds them
+        for i, rec in enumerate(fresh):
+            if i in matches:
+                continue
+            if i in overlapping or any(_one_play(rec, known) for tracks in (planned, self._heard)
+                                       for known in tracks.of(rec, names[i])):
                 # Another record took (or is) that play: this one lists it again, a little differently.
                 out.duplicates += 1
                 continue
@@ -109,8 +118,7 @@ class Planner:
                 started_at=key, fields=rec.fields(counted=counted, started_at=key), uri=rec.uri,
                 artists=(rec.artist,) if rec.artist else (), counted=counted, create_only=True,
             ))
-            known = Known(started_at=key, end=rec.ended_at, uri=rec.uri, name_key=names[i], source=SOURCE_IMPORT,
-                          ms_played=rec.ms_played, import_ts=None, precision=rec.precision, pseudo=rec.pseudo)
+            known = _as_play(rec, key, names[i])
             self.timeline.add(known)
             planned.add(known)
         self._confirm(confirming, out)
@@ -214,6 +222,11 @@ class _Tracks:
     def of(self, rec: Record, name_key: tuple[str, str] | None) -> list[Known]:
         same_name = self.by_name.get(name_key, ()) if name_key else ()
         return [*self.by_uri.get(rec.uri, ()), *(k for k in same_name if k.pseudo != rec.pseudo)]
+
+
+def _as_play(rec: Record, started_at: int, name: tuple[str, str] | None) -> Known:
+    return Known(started_at=started_at, end=rec.ended_at, uri=rec.uri, name_key=name, source=SOURCE_IMPORT,
+                 ms_played=rec.ms_played, import_ts=None, precision=rec.precision, pseudo=rec.pseudo)
 
 
 def _one_play(rec: Record, known: Known) -> bool:
