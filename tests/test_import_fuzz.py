@@ -6,6 +6,7 @@ Whatever it is fed: the exit code is 0 or 65, `check` passes afterwards, what wa
 is still there (a play the poller or backfill recorded may only gain the fields a confirmation
 adds, and only those it lacked; an imported play is never rewritten), the counters grew by
 exactly the counted plays added, and importing the same files again changes nothing.
+FUZZ_EXAMPLES=1000 runs more examples than CI's 60.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.cli import main
 from spotify_logger.importer import run_import
-from spotify_logger.importer.records import EXTRA_FIELDS
+from spotify_logger.importer.records import CLOCK_SKEW_MS, EXTRA_FIELDS, MALFORMED, NO_ITEM, Skip, parse
 from spotify_logger.store import Store
 
 from conftest import redis_dump
@@ -84,11 +85,13 @@ def good_stamp(draw: st.DrawFn) -> str:
                                  iso(end)[:16].replace("T", " "), iso(end - 2 * H).replace("Z", "-02:00")]))
 
 
-bad_stamp = st.one_of(st.sampled_from(["2099-01-01T00:00:00Z", "1999-01-01T00:00:00Z", "2024-13-45T99:00:00Z",
-                                       iso(T0 + 400 * DAY), "", 0, T0, "2024-06-01T10:00:00Z\x00"]), any_json)
 odd_text = st.text(st.characters(blacklist_categories=()), max_size=12)  # lone surrogates, NUL, RTL ...
+bad_stamp = st.one_of(st.sampled_from(["2099-01-01T00:00:00Z", "1999-01-01T00:00:00Z", "2024-13-45T99:00:00Z",
+                                       iso(T0 + 400 * DAY), "", 0, T0, "2024-06-01T10:00:00Z\x00",
+                                       "2024-06-01T10:00:00\ud800Z", "99999-01-01T00:00:00Z"]), odd_text, any_json)
 good_uri = st.sampled_from([A, B, LOCAL, "spotify:track:6rqhFgbbKwnb9MLmUQDhG6"])
-bad_uri = st.one_of(st.sampled_from(["spotify:track:x", "spotify:track:" + "a" * 21 + "\n", "spotify:track:" + "\x00" * 22,
+bad_uri = st.one_of(st.sampled_from(["spotify:track:x", "spotify:track:" + "a" * 21 + "\n",
+                                     "spotify:track:" + "\x00" * 22,
                                      "https://open.spotify.com/track/" + "a" * 22, "spotify:local:a\nb",
                                      "spotify:episode:", 7, ["x"]]), odd_text)
 good_name = st.sampled_from(["Song A", "Song B", "Song C", "Ep 1", "The Show", "Artist", "Ärtist ☃", None])
@@ -132,13 +135,15 @@ records = st.lists(st.one_of(extended_record(), extended_record(), account_recor
 @st.composite
 def file_bytes(draw: st.DrawFn) -> bytes:
     """One history file's bytes: mostly JSON arrays of records, in several encodings, or broken."""
-    kind = draw(st.sampled_from(["utf8", "utf8", "utf8", "utf8", "bom", "utf16", "latin1", "ascii", "truncated", "not_a_list",
-                                 "nested", "garbage", "empty"]))
+    kind = draw(st.sampled_from(["utf8", "utf8", "utf8", "utf8", "bom", "utf16", "latin1", "ascii", "truncated",
+                                 "not_a_list", "nested", "huge_number", "garbage", "empty"]))
     content = draw(records)
     if kind == "not_a_list":
         return json.dumps(draw(any_json)).encode()
     if kind == "nested":
         return b"[" * 100_000
+    if kind == "huge_number":
+        return b'[{"ts": "2024-06-01T10:00:00Z", "ms_played": ' + b"9" * 5_000 + b"}]"
     if kind == "garbage":
         return draw(st.binary(max_size=64))
     if kind == "empty":
@@ -200,8 +205,8 @@ def _counters(dump: dict[str, Any], name: str) -> dict[str, float]:
     return dict(dump.get(name, []))
 
 
-@settings(max_examples=int(os.environ.get('FUZZ_EXAMPLES', '60')), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(files=export(), dry_run=st.sampled_from([False, False, False, True]))
 def test_whatever_import_is_fed_it_exits_0_or_65_and_loses_nothing(
         files: dict[str, bytes], dry_run: bool, tmp_path: Path, redis_server: Any, real_redis: Any,
@@ -259,3 +264,26 @@ def _assert_only_grew(before: dict[str, Any], after: dict[str, Any]) -> None:
                 artists[artist] = artists.get(artist, 0) + 1
     assert _counters(after, keys.TRACK_COUNTS) == tracks
     assert _counters(after, keys.ARTIST_COUNTS) == artists
+
+
+FIELDS = ("ts", "ms_played", "endTime", "msPlayed", "spotify_track_uri", "spotify_episode_uri", "audiobook_chapter_uri",
+          "master_metadata_track_name", "master_metadata_album_artist_name", "master_metadata_album_album_name",
+          "episode_name", "episode_show_name", "audiobook_chapter_title", "audiobook_title", "trackName",
+          "artistName", "episodeName", "podcastName", *EXTRA_FIELDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(st.dictionaries(st.sampled_from(FIELDS), st.one_of(any_json, odd_text, good_stamp(), good_uri,
+                                                                      good_ms)), extended_record(), account_record(),
+                     any_json))
+def test_a_record_is_a_play_redis_can_store_or_a_skip_never_an_exception(raw: Any) -> None:
+    result = parse(raw, now_ms=T0 + 5 * H)
+    if isinstance(result, Skip):
+        assert result.reason in (MALFORMED, NO_ITEM) and result.detail
+        return
+    fields = result.fields(counted=True, started_at=result.started_at)
+    for value in fields.values():
+        str(value).encode("utf-8")  # a lone surrogate would fail here, in redis-py, as exit 70
+    assert 0 <= result.ms_played <= DAY and result.ended_at <= T0 + 5 * H + CLOCK_SKEW_MS
+    assert result.uri.startswith(("spotify:track:", "spotify:episode:", "spotify:chapter:", "spotify:local:",
+                                  "spotify:import:")) and "\n" not in result.uri and "\x00" not in result.uri
