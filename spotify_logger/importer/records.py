@@ -8,9 +8,9 @@ pseudo-uri, `spotify:import:track:<sha1>` (or `:episode:`), from the lower-cased
 names (show and episode names for podcasts), so every play of one song shares one uri.
 
 A uri must be one Spotify writes in that field (`spotify:track:<22 base62>` or a local file's
-`spotify:local:...` for tracks, `spotify:episode:<id>` for podcasts and audiobook chapters), and
-text must be encodable: anything else is a broken record, skipped, rather than a key or a
-counter member nothing else can match.
+`spotify:local:...` for tracks, `spotify:episode:<id>` for podcasts, that or `spotify:chapter:<id>`
+for audiobook chapters), and text must be valid Unicode: anything else is a broken record,
+skipped, rather than a key or counter member nothing else matches, or a write Redis refuses.
 """
 
 from __future__ import annotations
