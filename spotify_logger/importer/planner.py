@@ -230,6 +230,10 @@ def _as_play(rec: Record, started_at: int, name: tuple[str, str] | None) -> Know
 
 
 def _one_play(rec: Record, known: Known) -> bool:
+    # Most candidates in the window are other plays of the track, hours away: skip them cheaply
+    # (intervals that share nothing are never one play).
+    if known.end <= rec.started_at or known.started_at >= rec.ended_at:
+        return False
     shared = overlap_ms(rec.started_at, rec.ended_at, known.started_at, known.end)
     return one_play(shared, rec.precision, known.precision, rec.ms_played)
 

@@ -239,4 +239,4 @@ def _extra(raw: str | bool) -> str:
     # Strings and booleans only (the caller drops anything else): booleans as "1"/"0", as stored.
     if isinstance(raw, bool):
         return "1" if raw else "0"
-    return _checked(raw)
+    return raw if raw.isascii() else _checked(raw)
