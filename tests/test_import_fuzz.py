@@ -6,7 +6,7 @@ Whatever it is fed: the exit code is 0 or 65, `check` passes afterwards, what wa
 is still there (a play the poller or backfill recorded may only gain the fields a confirmation
 adds, and only those it lacked; an imported play is never rewritten), the counters grew by
 exactly the counted plays added, and importing the same files again changes nothing.
-FUZZ_EXAMPLES=1000 runs more examples than CI's 60.
+FUZZ_EXAMPLES=2000 (with pytest --timeout 0) runs more examples than CI's 60.
 """
 
 from __future__ import annotations
