@@ -4,19 +4,28 @@ package's own imports are broken.
 
     STARTING -> RUNNING -> EXITED -> BACKOFF -> STARTING ...
     RUNNING  -> FATAL    (child exit 64, 65 or 78: usage, input, configuration or authorization;
-                          a restart cannot help)
+                          a restart cannot help; or exit 75 with the lease held elsewhere)
     any      -> STOPPING -> STOPPED (SIGTERM/SIGINT/SIGHUP; exit 0, and never a restart)
 
 Arguments pass through to `python -m spotify_logger run`. Tunables come from the environment:
 SPOTIFY_LOGGER_RESTART_DELAY (1), SPOTIFY_LOGGER_RESTART_MAX_DELAY (60),
-SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds.
+SPOTIFY_LOGGER_HEALTHY_AFTER (60) and SPOTIFY_LOGGER_STOP_TIMEOUT (10), all in seconds, and
+each within its range in TUNABLES (exit 78 outside it).
 
 Under systemd (systemd/spotify-logger.service) the child sends READY=1 and feeds the watchdog;
 run.py feeds it only while it waits out a restart delay, and says STOPPING=1 when told to stop.
+
+One poller per state dir: before it starts anything run.py takes the state dir's lock (an flock
+on poller.lock, held until it exits) and hands the locked descriptor to each child
+(`run --lock-fd N`). A second run.py on the same state dir exits 75 at once, with one line naming
+the holder, and starts no child. The child's own refusal, when another machine's poller holds
+the Redis lease, is exit 75 plus the file poller.refused: final, while any other 75 is retried.
+See spotify_logger/instancelock.py, whose file names these must match.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -27,12 +36,14 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Mapping, Sequence
 
 EX_OK = 0
 EX_SOFTWARE = 70
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 # Exit codes no restart can fix (sysexits.h, as spotify_logger.errors uses them).
 FATAL_EXITS = (EX_USAGE, EX_DATAERR, EX_CONFIG)
@@ -41,6 +52,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # any sensible WatchdogSec), and how often the child is polled where pidfds are missing.
 WATCHDOG_EVERY_S = 5.0
 TICK_S = 0.1
+LOCK_FILE = "poller.lock"
+REFUSED_FILE = "poller.refused"
 
 
 @dataclass(frozen=True)
@@ -52,24 +65,32 @@ class Policy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Policy":
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = -1.0
-            if not value > 0:
-                raise ValueError(f"{name}={raw!r} is invalid: expected a positive number of seconds")
-            return value
+        """Raises ValueError, one line naming the variable and its range, for a value outside it."""
+        return cls(**{attr: _seconds(env, name, default, hi) for name, attr, default, hi in TUNABLES})
 
-        return cls(
-            restart_delay=number("SPOTIFY_LOGGER_RESTART_DELAY", 1.0),
-            max_delay=number("SPOTIFY_LOGGER_RESTART_MAX_DELAY", 60.0),
-            healthy_after=number("SPOTIFY_LOGGER_HEALTHY_AFTER", 60.0),
-            stop_timeout=number("SPOTIFY_LOGGER_STOP_TIMEOUT", 10.0),
-        )
+
+# Variable, Policy field, default, upper bound in seconds. Every tunable is at least MIN_S (tests
+# compress time) and finite: STOP_TIMEOUT=inf used to end in an OverflowError on SIGTERM.
+MIN_S = 0.01
+TUNABLES = (
+    ("SPOTIFY_LOGGER_RESTART_DELAY", "restart_delay", 1.0, 3_600.0),
+    ("SPOTIFY_LOGGER_RESTART_MAX_DELAY", "max_delay", 60.0, 86_400.0),
+    ("SPOTIFY_LOGGER_HEALTHY_AFTER", "healthy_after", 60.0, 86_400.0),
+    ("SPOTIFY_LOGGER_STOP_TIMEOUT", "stop_timeout", 10.0, 300.0),
+)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not MIN_S <= value <= hi:  # nan fails this too
+        raise ValueError(f"{name}={raw!r} is invalid: expected a number of seconds from {MIN_S:g} to {hi:g}")
+    return value
 
 
 def log(event: str, **fields: object) -> None:
@@ -95,10 +116,66 @@ def notify(message: str) -> None:
         pass
 
 
+class InstanceLocked(Exception):
+    """Another poller holds the state dir's lock."""
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """The state dir as Settings finds it (spotify_logger/config.py, which run.py cannot import)."""
+    raw = env.get("SPOTIFY_LOGGER_STATE_DIR", "").strip()
+    if raw:
+        return Path(raw).expanduser()
+    systemd_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd_dir:
+        return Path(systemd_dir)
+    return Path(env.get("HOME") or str(Path.home())) / ".local" / "state" / "spotify-logger"
+
+
+def take_lock(directory: Path) -> int | None:
+    """The state dir's lock, held until we exit, or InstanceLocked naming its holder. None when it
+    cannot be taken for another reason (an unwritable dir): the child then tries, and says why."""
+    path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log("instance_lock_unavailable", level="warning", path=str(path), error=exc.strerror or type(exc).__name__)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if isinstance(exc, BlockingIOError):
+            raise InstanceLocked(f"another poller ({_holder(path)}) is recording into this state dir "
+                                 f"({directory})") from None
+        log("instance_lock_unavailable", level="warning", path=str(path), error=exc.strerror or type(exc).__name__)
+        return None
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n"
+    try:
+        # Over the old record, then cut to length: a reader's first line is always a whole record.
+        os.pwrite(fd, record, 0)
+        os.ftruncate(fd, len(record))
+    except OSError:
+        pass  # a full disk: still locked, the refusal just cannot name us
+    return fd
+
+
+def _holder(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.loads(fh.readline())
+        return f"pid {record['pid']} on {record['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "pid unknown"
+
+
 class Supervisor:
-    def __init__(self, command: Sequence[str], policy: Policy) -> None:
+    def __init__(self, command: Sequence[str], policy: Policy, *, lock_fd: int | None = None,
+                 refused: Path | None = None) -> None:
         self.command = list(command)
         self.policy = policy
+        self.lock_fd = lock_fd
+        self.refused = refused  # the child's "this exit 75 is final" file
         # Appended to by the signal handler and only read elsewhere. Not a threading.Event: the
         # handler runs in this very thread, and Event.set() would deadlock if it interrupted an
         # Event.wait() that held the event's internal lock.
@@ -157,6 +234,12 @@ class Supervisor:
                 log("child_fatal", level="error", exit_code=code,
                     action="not restarting: fix the arguments or setting, or run `spotify-logger auth`")
                 return code
+            reason = self._refusal() if code == EX_TEMPFAIL else None
+            if reason is not None:
+                # Unlike any other exit 75: another machine's poller holds the lease.
+                log("child_fatal", level="error", exit_code=code, error=reason,
+                    action="not restarting: another poller is recording; stop it first")
+                return code
             if code == EX_OK:
                 log("supervisor_stopped", reason="child exited cleanly")
                 return EX_OK
@@ -170,10 +253,26 @@ class Supervisor:
             # BACKOFF -> STARTING
         return self._stopped()
 
+    def _refusal(self) -> str | None:
+        if self.refused is None:
+            return None
+        try:
+            reason = self.refused.read_text(encoding="utf-8", errors="replace").strip()
+            self.refused.unlink()
+        except OSError:
+            return None
+        return reason or "refused"
+
     def _start_and_wait(self) -> int:
+        if self.refused is not None:
+            try:
+                self.refused.unlink()  # only this run's child may say its exit is final
+            except OSError:
+                pass
         try:
             # A session of its own: a terminal's Ctrl-C reaches only us, and we forward it once.
-            self.child = subprocess.Popen(self.command, start_new_session=True)
+            self.child = subprocess.Popen(self.command, start_new_session=True,
+                                          pass_fds=() if self.lock_fd is None else (self.lock_fd,))
         except OSError as exc:
             # The interpreter vanished (a half-finished upgrade?): back off like any crash.
             self.child = None
@@ -266,8 +365,16 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         log("supervisor_config_invalid", level="error", error=str(exc))
         return EX_CONFIG
-    command = [sys.executable, "-m", "spotify_logger", "run", *argv]
-    return Supervisor(command, policy).run()
+    directory = state_dir(os.environ)
+    try:
+        lock_fd = take_lock(directory)
+    except InstanceLocked as exc:
+        # The one line a second copy prints; exit 75, yet never restarted (README, "Exit codes").
+        log("instance_locked", level="error", error=str(exc), exit_code=EX_TEMPFAIL)
+        return EX_TEMPFAIL
+    handed = ["--lock-fd", str(lock_fd)] if lock_fd is not None else []
+    command = [sys.executable, "-m", "spotify_logger", "run", *handed, *argv]
+    return Supervisor(command, policy, lock_fd=lock_fd, refused=directory / REFUSED_FILE).run()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import _common as common
+from spotify_logger.config import MAX_REQUEST_BUDGET
 
 if TYPE_CHECKING:
     from spotify_logger.simulator import SpotifySimulator
@@ -65,6 +66,8 @@ def main() -> int:
             settings = common.settings_for(
                 sim, server.url, tmp / "state", poll_interval=0.001, max_poll_interval=0.001,
                 min_play_ms=args.track_ms // 2, end_grace_s=5.0, reconcile_interval_s=86_400.0,
+                # CPU per poll, not the call policy: the request budget must not defer the polls.
+                request_budget=MAX_REQUEST_BUDGET,
             )
             if args.mode == "daemon":
                 result = _measure_daemon(sim, settings, args.polls)

@@ -23,8 +23,7 @@ from tenacity import wait_exponential, wait_random
 
 from .auth import Authenticator
 from .config import Settings
-from .cooldown import Cooldown, parse_retry_after
-from .cooldown import QUOTA_EXCEEDED
+from .cooldown import QUOTA_EXCEEDED, Cooldown, parse_retry_after
 from .errors import ApiError, Forbidden, NotFound, QuotaExceeded, RateLimited, TransientApiError, Unauthorized
 from .extract import dict_get
 from .httpsession import PollingSession, Reply

@@ -79,7 +79,8 @@ class Batch:
 def merge_write(stored: dict[str, str], write: PlayWrite) -> None:
     """Apply a write to a play hash as the store's Lua script does (store.py), for code that
     rebuilds a play without Redis: create-only writes never touch an existing play, stale writes
-    lose, ms_played never shrinks, and counted sticks once set."""
+    lose, ms_played never shrinks, and counted sticks once set. (Unlike the store it folds an
+    update into an empty hash: the folds built on it start from a base the store does not have.)"""
     if write.create_only and stored:
         return
     seen = write.fields.get("last_seen_at")

@@ -2,7 +2,10 @@
 
 1. Every play hash is in listening:index, and every index member has a play hash.
 2. plays:tracks[uri] and plays:artists[name] equal the number of counted plays that name them.
-3. No two plays of one uri overlap by more than their precision (overlap.precision_ms; for a
+3. No key under a play name is foreign: a hash with none of the play fields (someone's
+   `HSET listening:<ms> foreign yes`) is reported, and left out of the index and the counters,
+   so that repair never adds it and never removes it again.
+4. No two plays of one uri overlap by more than their precision (overlap.precision_ms; for a
    play backfill created, its duration + 2 min).
 
 The play hashes are the truth: `repair` rewrites the index and the counters from them in one
@@ -21,12 +24,13 @@ from . import keys
 from .errors import StoreUnavailable
 from .overlap import overlap_ms, play_end, precision_ms, tolerance_ms
 from .playscan import PlayScanner, artists_of
-from .store import translate_redis_errors
+from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
 
 T = TypeVar("T")
 SHOWN = 10   # problems listed per kind; the rest are counted
 _SCAN = 1000
-_FIELDS = ("uri", "counted", "artists", "ended_at", "last_seen_at", "ms_played", "source", "duration_ms")
+_PLAY_FIELDS = frozenset(keys.PLAY_FIELDS)
+_FIELDS = ("started_at", "uri", "counted", "artists", "ended_at", "last_seen_at", "ms_played", "source", "duration_ms")
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Report:
     index: Problems = field(default_factory=Problems)
     counters: Problems = field(default_factory=Problems)
     overlaps: Problems = field(default_factory=Problems)
+    foreign: Problems = field(default_factory=Problems)
     # Filled for repair: what the play hashes say the index and counters should be.
     missing: list[int] = field(default_factory=list)
     dangling: list[str] = field(default_factory=list)
@@ -56,7 +61,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.index.count or self.counters.count or self.overlaps.count or self.no_uri.count)
+        return not (self.index.count or self.counters.count or self.overlaps.count or self.no_uri.count
+                    or self.foreign.count)
 
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "plays": self.plays, "counted": self.counted,
@@ -70,17 +76,21 @@ class Report:
             if p.count > len(p.shown):
                 lines.append(f"  ... and {p.count - len(p.shown)} more")
         lines.append("result:    " + ("ok" if self.ok else "PROBLEMS FOUND (`check --repair` rebuilds the index "
-                                                          "and counters; overlaps need a look)"))
+                                                          "and counters; overlaps and foreign keys need a look)"))
         return "\n".join(lines)
 
     def _sections(self) -> list[tuple[str, Problems]]:
         return [("index", self.index), ("counters", self.counters), ("overlaps", self.overlaps),
-                ("uri", self.no_uri)]
+                ("uri", self.no_uri), ("foreign", self.foreign)]
 
 
 def check(client: "redis.Redis[str]") -> Report:
     report = Report()
-    with translate_redis_errors():
+    with translate_redis_errors(client):
+        # A fixed key of another type would fail the reads below: name it (exit 78) instead.
+        found = foreign_keys(client)
+        if found:
+            raise foreign_key_error(found)
         _check_hashes(client, report)
         _check_index(client, report)
         _check_counter(client, keys.TRACK_COUNTS, report.tracks, report)
@@ -92,7 +102,7 @@ def repair(client: "redis.Redis[str]", *, attempts: int = 3) -> Report:
     """Rebuild the index and counters from the play hashes. Returns the report it acted on."""
     watched = (keys.INDEX, keys.TRACK_COUNTS, keys.ARTIST_COUNTS)
     for _ in range(attempts):
-        with translate_redis_errors():
+        with translate_redis_errors(client):
             with client.pipeline(transaction=True) as pipe:
                 pipe.watch(*watched)
                 report = check(client)
@@ -121,10 +131,17 @@ def _check_hashes(client: "redis.Redis[str]", report: Report) -> None:
         for key in batch:
             pipe.zscore(keys.INDEX, str(keys.started_at_of(key)))
         missing.update(keys.started_at_of(k) for k, score in zip(batch, pipe.execute()) if score is None)
-    report.missing = sorted(missing)
     scanner = PlayScanner(client)
-    for part in _parts(report.missing, _SCAN):
-        for started_at, fields in zip(part, scanner.read([str(s) for s in part], _FIELDS)):
+    for part in _parts(sorted(missing), _SCAN):
+        rows = scanner.read([str(s) for s in part], _FIELDS)
+        kinds = _kinds(client, [str(s) for s, row in zip(part, rows) if not row])
+        for started_at, fields in zip(part, rows):
+            kind = kinds.get(str(started_at), "play")
+            if kind == "foreign":
+                _foreign(report, keys.play_key(started_at))
+            if kind != "play":  # foreign, or deleted since the SCAN saw it
+                continue
+            report.missing.append(started_at)
             report.index.add(f"{keys.play_key(started_at)} is not in {keys.INDEX}")
             _tally(report, keys.play_key(started_at), fields)
 
@@ -140,10 +157,16 @@ def _check_index(client: "redis.Redis[str]", report: Report) -> None:
         if not members:
             return
         offset += len(members)
-        for member, fields in zip(members, scanner.read(members, _FIELDS)):
-            if not member.isdigit() or not fields:
-                report.dangling.append(member)
-                report.index.add(f"{keys.INDEX} member {member} has no play hash")
+        rows = scanner.read(members, _FIELDS)
+        kinds = _kinds(client, [m for m, row in zip(members, rows) if not row and m.isdigit()])
+        for member, fields in zip(members, rows):
+            kind = kinds.get(member, "play") if member.isdigit() else "gone"
+            if kind != "play":
+                report.dangling.append(member)  # left out of the index
+                if kind == "foreign":
+                    _foreign(report, keys.play_key(int(member)))
+                else:
+                    report.index.add(f"{keys.INDEX} member {member} has no play hash")
                 continue
             uri = _tally(report, keys.play_key(int(member)), fields)
             if uri is None:
@@ -159,6 +182,25 @@ def _check_index(client: "redis.Redis[str]", report: Report) -> None:
                                         f"overlap by {shared / 1000:.1f} s")
             if before is None or end > before[1]:
                 last[uri] = (start, end, precision)
+
+
+def _kinds(client: "redis.Redis[str]", members: list[str]) -> dict[str, str]:
+    """For members whose hash has none of _FIELDS (rare): "gone" (no hash), "foreign" (none of
+    the play fields) or "play" (a play that lacks them, reported as such by _tally)."""
+    if not members:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for member in members:
+        pipe.hkeys(f"{keys.PLAY_PREFIX}{member}")
+    out = {}
+    for member, names in zip(members, pipe.execute()):
+        out[member] = "gone" if not names else ("play" if set(names) & _PLAY_FIELDS else "foreign")
+    return out
+
+
+def _foreign(report: Report, key: str) -> None:
+    report.foreign.add(f"{key} is not a play (it has none of the play fields): left out of the index and the "
+                       "counters; delete it if it is not yours")
 
 
 def _tally(report: Report, key: str, fields: dict[str, str]) -> str | None:

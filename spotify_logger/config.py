@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
-from urllib.parse import urlsplit
 
+from .converters import COMPRESSED_FLOOR_S, Seconds, http_url, is_loopback_url, redis_url, seconds, whole
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -72,8 +72,11 @@ class Settings:
         values = {attr: get(name, defaults[attr], convert) for name, attr, convert in _VARIABLES}
         for attr, name in (("max_poll_interval", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL"),
                            ("idle_max_interval", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL")):
-            if name not in env:
+            if not env.get(name, "").strip():
                 values[attr] = max(defaults[attr], values["poll_interval"])
+        _check_floors(env, values)
+        for attr, name in (("max_poll_interval", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL"),
+                           ("idle_max_interval", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL")):
             if values[attr] < values["poll_interval"]:
                 raise ConfigError(
                     f"{name} ({values[attr]}) must not be below SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
@@ -89,6 +92,18 @@ class Settings:
             if value is not None:
                 out[name] = repr(value) if isinstance(value, float) else str(value)
         return out
+
+
+def _check_floors(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """The converters accept durations down to the compressed-time floor; the real one applies
+    unless the API is the simulator on a loopback address."""
+    if is_loopback_url(values["api_url"]):
+        return
+    for name, attr, convert in _VARIABLES:
+        if isinstance(convert, Seconds) and values[attr] < convert.lo:
+            raise ConfigError(f"{name}={_shown(name, env.get(name, ''))} is invalid: must be "
+                              f"{convert.range_text} (below {convert.lo:g} only against a loopback "
+                              "SPOTIFY_API_URL, such as the simulator)")
 
 
 # Sane bounds: Spotify's quota is about a day; a window under 10 s only makes sense in tests at
@@ -133,53 +148,34 @@ class _Reader:
 
 
 def _shown(name: str, raw: str) -> str:
-    if "SECRET" in name or name == "REDIS_URL":
+    if "SECRET" in name:
         return "<hidden>"
+    if name.endswith(("_URL", "_URI")):
+        return repr(_without_secrets(raw))
     return repr(raw)
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("expected a number of seconds, such as 5 or 0.5") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError("must be a positive number")
-    return value
+def _without_secrets(url: str) -> str:
+    """The URL with its user:password and its ?query hidden (a redis option may be a password).
+    Everything up to the last @ goes: a password may hold an unescaped / or @."""
+    head, at, tail = url.rpartition("@")
+    if at:
+        scheme, slashes, _ = head.partition("//")
+        url = f"{scheme}{slashes}[redacted]@{tail}" if slashes else f"[redacted]@{tail}"
+    base, question, _ = url.partition("?")
+    return f"{base}?[redacted]" if question else base
 
 
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _http_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL")
-    return raw.rstrip("/")
-
-
-def _redis_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("expected redis://host:port/db, rediss:// or unix://")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked
-    except ValueError:
-        raise ValueError("the port is not a number from 0 to 65535") from None
-    db = parts.path.lstrip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ValueError("the database after the / must be a number, such as /0")
-    return raw
+# The converters other code and older table rows name; both are bounded like the rest.
+_positive_float = seconds(COMPRESSED_FLOOR_S, 30 * 86_400)
+_non_negative_int = whole(0, 2**31 - 1)
+_http_url = http_url
+_redis_url = redis_url
 
 
 def _path(raw: str) -> Path:
+    if "\0" in raw:
+        raise ValueError("a path has no NUL character")
     return Path(raw).expanduser()
 
 
@@ -204,16 +200,17 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("SPOTIFY_REDIRECT_URI", "redirect_uri", str),
     ("REDIS_URL", "redis_url", _redis_url),
     ("SPOTIFY_LOGGER_STATE_DIR", "state_dir", _path),
-    ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", _positive_float),
-    ("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "max_poll_interval", _positive_float),
-    ("SPOTIFY_LOGGER_IDLE_MAX_INTERVAL", "idle_max_interval", _positive_float),
-    ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", _non_negative_int),
-    ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", _positive_float),
-    ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", _positive_float),
+    # Ranges: README's configuration table says the same. Floors relax on a loopback API (converters.py).
+    ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", seconds(1, 3_600)),
+    ("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "max_poll_interval", seconds(1, 86_400)),
+    ("SPOTIFY_LOGGER_IDLE_MAX_INTERVAL", "idle_max_interval", seconds(1, 86_400)),
+    ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", whole(0, 3_600_000, "ms")),
+    ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", seconds(1, 86_400)),
+    ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", seconds(60, 86_400)),
     ("SPOTIFY_LOGGER_REQUEST_BUDGET", "request_budget", _non_negative_int),
     ("SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW", "request_budget_window_s", _positive_float),
-    ("SPOTIFY_LOGGER_CONNECT_TIMEOUT", "connect_timeout", _positive_float),
-    ("SPOTIFY_LOGGER_READ_TIMEOUT", "read_timeout", _positive_float),
+    ("SPOTIFY_LOGGER_CONNECT_TIMEOUT", "connect_timeout", seconds(0.1, 300)),
+    ("SPOTIFY_LOGGER_READ_TIMEOUT", "read_timeout", seconds(0.1, 300)),
     ("SPOTIFY_LOGGER_LOG_FORMAT", "log_format", _log_format),
     ("SPOTIFY_LOGGER_LOG_LEVEL", "log_level", _log_level),
 )

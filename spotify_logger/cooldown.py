@@ -86,7 +86,7 @@ class Cooldown:
     @classmethod
     def in_state_dir(cls, state_dir: Path, *, redis_client: "redis.Redis[str] | None" = None,
                      clock: Callable[[], float] = time.time, client_id: str | None = None) -> "Cooldown":
-        """client_id names the app's shared key; without one, the pre-1.x global key."""
+        """client_id names the app's shared key; without one, the global key of earlier versions."""
         key = keys.cooldown_key(client_id) if client_id else keys.COOLDOWN
         return cls(state_file=state_dir / STATE_FILE, redis_client=redis_client, clock=clock, key=key)
 

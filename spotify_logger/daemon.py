@@ -8,7 +8,9 @@ waits for it, then for the write in hand.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +26,9 @@ from .backfill import ReconcileHook, Reconciler
 from .budget import RequestBudget
 from .config import Settings
 from .cooldown import Cooldown
-from .errors import EX_OK, EX_SOFTWARE, InvalidGrant, SpotifyLoggerError
+from .errors import EX_OK, EX_SOFTWARE, ConfigError, InvalidGrant, SpotifyLoggerError, StoreUnavailable
+from .instancelock import InstanceLock
+from .lease import Lease, LeasedStore, lease_ttl_s
 from .logs import get_logger
 from .loop import Poller, PollHook
 from .notify import Notifier
@@ -58,12 +62,14 @@ class Parts:
 
     @classmethod
     def build(cls, settings: Settings, stop: threading.Event | None = None, *,
-              redis_client: "redis.Redis[str] | None" = None) -> "Parts":
+              redis_client: "redis.Redis[str] | None" = None, lease: Lease | None = None) -> "Parts":
+        """With a lease, every write renews it first (the poller's); without, writes are plain."""
         settings.require_client_id()
         stop = stop or threading.Event()
         tokens = TokenStore(settings.token_file)
         tokens.load()  # fail fast, before any network: missing, damaged or world-readable
-        store = Store(redis_client if redis_client is not None else connect(settings.redis_url))
+        client = redis_client if redis_client is not None else connect(settings.redis_url)
+        store = Store(client) if lease is None else LeasedStore(client, lease)
         session = make_session()
         auth = Authenticator(settings, tokens, session)
         cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis, client_id=settings.client_id)
@@ -72,8 +78,9 @@ class Parts:
         budget = RequestBudget(settings, store.redis, settings.state_dir, cooldown=cooldown)
         auth.budget = budget
         client = SpotifyClient(settings, auth, cooldown, session=session, stop=stop, budget=budget)
-        writer = Writer(store, Spool.in_state_dir(settings.state_dir))
         mirror = OpenPlayMirror.in_state_dir(settings.state_dir)
+        # The mirror is the base a play Redis lost is restated from (writer.py).
+        writer = Writer(store, Spool.in_state_dir(settings.state_dir), base=mirror.load)
         return cls(settings, store, auth, cooldown, client, writer, stop, mirror, budget)
 
     def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
@@ -112,19 +119,44 @@ class Signals:
         (self.abort if self.stop.is_set() else self.stop).set()
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, lock_fd: int | None = None) -> int:
+    """`lock_fd` is the state dir's lock, taken by run.py (see instancelock.py)."""
+    # Before anything reads the state dir or Redis: a second copy must not replay the spool,
+    # restore the open play or log as if it were recording.
+    lock = InstanceLock.take(settings.state_dir, inherited_fd=lock_fd)
+    client = connect(settings.redis_url)
+    ttl = lease_ttl_s(settings)
+    lease = Lease(client, instance_id=lock.instance_id(), pid=os.getpid(), host=socket.gethostname(),
+                  state_dir=str(settings.state_dir.resolve()), ttl_s=ttl)
+    finished = True  # False while the poller thread may still write
+    try:
+        try:
+            lease.hold()
+        except StoreUnavailable:
+            pass  # Redis is down: the first write that reaches it takes the lease (LeasedStore)
+        code, finished = _run(settings, client, lease, ttl)
+        return code
+    finally:
+        if lease.refused:
+            lock.mark_refused(lease.refused)  # this exit 75 is final: see instancelock.py
+        elif finished:
+            lease.release()  # another poller may start at once; after a SIGKILL, after the TTL
+
+
+def _run(settings: Settings, client: "redis.Redis[str]", lease: Lease, ttl: float) -> tuple[int, bool]:
+    """The poller until it stops: its exit code, and whether its thread has finished."""
     notifier = Notifier()
     stop = threading.Event()
     signals = Signals(stop)
     signals.install()
-    parts = Parts.build(settings, stop)
+    parts = Parts.build(settings, stop, redis_client=client, lease=lease)
     hooks: list[PollHook] = [parts.reconcile_hook()]
     poller = parts.poller(restored=_restore(parts, stop), hooks=hooks, on_progress=notifier.watchdog)
     tracker = poller.tracker
     outcome: list[int] = []
     worker = threading.Thread(target=_work, args=(poller, stop, outcome), name="poller", daemon=True)
     log.info("poller_started", api_url=settings.api_url, poll_interval=settings.poll_interval,
-             restored_play=tracker.open.started_at if tracker.open else None)
+             restored_play=tracker.open.started_at if tracker.open else None, lease_ttl_s=ttl)
     worker.start()
     notifier.ready()
     # Poll with join() rather than stop.wait(): the signal handler runs in this thread and sets
@@ -143,7 +175,7 @@ def run(settings: Settings) -> int:
         poller.write_lock.acquire(timeout=0.4)
     code = outcome[0] if outcome else EX_OK
     log.info("poller_stopped", exit_code=code, cold=signals.abort.is_set())
-    return code
+    return code, not worker.is_alive()
 
 
 def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
@@ -154,10 +186,16 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
         if time.monotonic() > deadline or stop.is_set():
             return _restore_offline(parts)
         time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
+    try:
+        parts.store.check_keys()  # a foreign key is exit 78 now, not at the first write that meets it
+    except StoreUnavailable:
+        return _restore_offline(parts)
     if not parts.writer.flush():
         return _restore_offline(parts)
     try:
         found = parts.store.load_current()
+    except ConfigError:
+        raise  # a foreign key at listening:current: exit 78, not a restart without the open play
     except SpotifyLoggerError:
         return _restore_offline(parts)
     return OpenPlay.from_hash(*found) if found else None

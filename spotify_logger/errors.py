@@ -108,8 +108,35 @@ class StoreUnavailable(SpotifyLoggerError):
     exit_code = EX_TEMPFAIL
 
 
+class StoreFull(StoreUnavailable):
+    """Redis is up but refuses writes: it reached maxmemory and its policy evicts nothing. Plays
+    wait in the spool until it has room again."""
+
+
+class StoreMisconfigured(ConfigError):
+    """REDIS_URL reaches something that cannot be used as it says: a wrong password or user, a
+    database that does not exist, a user the ACL denies our commands, or a service that is not
+    Redis. Waiting will not fix it; the message names REDIS_URL, never its password."""
+
+
+class ForeignKey(ConfigError):
+    """A key under one of spotify-logger's names holds another type of value: it is someone
+    else's, and writing around it would corrupt both. The user renames or deletes it."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class StateDirFull(SpotifyLoggerError):
     """The state dir's disk is full: a restart after some space is freed can carry on."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class InstanceLocked(SpotifyLoggerError):
+    """Another poller records into this state dir (its lock) or this Redis (its lease). Exit 75,
+    but final for this copy: run.py and systemd do not restart it (see instancelock.py)."""
 
     exit_code = EX_TEMPFAIL
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -69,19 +71,53 @@ def _value(name: str, raw: str | None) -> Any:
 
 @contextmanager
 def output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
-    """stdout, or a file that appears only once complete (a temporary file renamed into place)."""
+    """stdout for None or "-", else a regular file that appears only once complete (a temporary
+    file renamed into place). Anything else at the path is refused, never replaced: a symlink
+    (its target would stay unwritten), a FIFO, a device (as root, /dev/full became a file)."""
     if path is None or path == "-":
         yield stdout
         return
     target = Path(path)
-    if target.is_dir():
-        raise BadInput(f"-o {path}: is a folder")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    _refuse_unless_regular(target, path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        # "x": O_EXCL, so a symlink planted at the temporary name is not followed either.
+        fh = open(tmp, "x", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except OSError as exc:
         raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
+
+
+def _refuse_unless_regular(target: Path, path: str) -> None:
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return  # a new file
+    except OSError as exc:
+        raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a symbolic link (give the path of the file it points to)" if stat.S_ISLNK(mode)
+            else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise BadInput(f"-o {path}: is {kind}; export writes a regular file only, or - for stdout")
+
+
+def _remove_quietly(tmp: Path) -> None:
+    # On a read-only filesystem unlink() fails with EROFS even for a file that was never made:
+    # the cleanup must not turn a one-line error into a traceback.
+    try:
+        tmp.unlink()
+    except OSError:
+        pass

@@ -16,10 +16,14 @@ from .backfill import recent_gaps
 from .budget import RequestBudget
 from .config import Settings
 from .cooldown import QUOTA_EXCEEDED, Cooldown
-from .errors import SpotifyLoggerError
+from .errors import ConfigError, ForeignKey, SpotifyLoggerError
+from . import keys
+from .instancelock import lock_holder
 from .keys import int_field
+from .lease import read_lease
 from .spool import Spool
-from .store import Store, connect
+from .store import Memory, Store, StoreError, connect
+from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
 from .tokenstore import TokenStore
 
 STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval (idle or playing) means the poller is down
@@ -34,6 +38,10 @@ class Health:
     token_age_days: float | None = None
     token_old: bool = False
     redis_reachable: bool = False
+    redis_error: str | None = None   # reachable, but unusable as REDIS_URL says (password, db, not Redis)
+    redis_full: bool = False         # at maxmemory, with a policy that evicts nothing: writes are refused
+    redis_memory: dict[str, Any] | None = None   # used_memory, maxmemory (bytes), maxmemory_policy
+    foreign_keys: list[str] = field(default_factory=list)  # our key names holding another type
     last_poll_at: float | None = None
     last_write_at: float | None = None
     poll_stale: bool = False
@@ -41,6 +49,9 @@ class Health:
     cooldown_reason: str | None = None   # rate_limited (burst) or quota_exceeded, while one holds
     budget: dict[str, Any] | None = None  # budget.BudgetView.as_dict(); None without a client id
     spool_bytes: int = 0
+    poller_lock: str | None = None   # who holds the state dir's lock ('pid 1234 on pi4'), if anyone
+    poller_lease: str | None = None  # who holds the Redis lease, and its state dir
+    poller_lease_ttl_s: float | None = None
     gaps: list[dict[str, int]] = field(default_factory=list)  # recorded by backfill, oldest first
     problems: list[str] = field(default_factory=list)
 
@@ -58,17 +69,73 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
     now = time.time() if now is None else now
     h = Health()
     _token(settings, now, h)
-    store = store or Store(connect(settings.redis_url))
-    # Reachable means every read below answered, not just the PING: one verdict, one problem.
     try:
-        status = store.status()
-        h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
-        h.last_write_at = _ms_to_s(status.get("last_write_at"))
-        h.gaps = recent_gaps(store.redis)
+        store = store or Store(connect(settings.redis_url))
+    except ConfigError as exc:
+        h.redis_error = str(exc)
+        h.problems.append(str(exc))
+        return _local(settings, now, h, None)
+    _redis(store, h)
+    return _local(settings, now, h, store)
+
+
+def _redis(store: Store, h: Health) -> None:
+    """Reachable means every read below answered, not just the PING: one verdict, one problem.
+    A foreign key or a full store is Redis reachable, with that as the problem."""
+    try:
+        found = _foreign_keys(store)
+        h.foreign_keys = [name for name, _, _ in found]
+        if found:
+            h.problems.append(str(foreign_key_error(found)))
         h.redis_reachable = True
+        memory = _memory(store)
+        if memory is None:
+            return _status(store, h)
+        h.redis_memory = {"used_memory": memory.used_memory, "maxmemory": memory.maxmemory,
+                          "maxmemory_policy": memory.policy}
+        if memory.full:
+            h.redis_full = True
+            h.problems.append(f"Redis is full (used_memory {memory.used_memory} >= maxmemory {memory.maxmemory}, "
+                              f"policy {memory.policy}): it refuses writes and plays wait in the spool; raise "
+                              "maxmemory or free memory")
+        _status(store, h)
+    except ForeignKey as exc:  # a play key, say, found by the reads themselves
+        h.problems.append(str(exc))
+    except ConfigError as exc:
+        h.redis_reachable = False
+        h.redis_error = str(exc)
+        h.problems.append(str(exc))
     except SpotifyLoggerError:
+        h.redis_reachable = False
         h.problems.append("Redis is unreachable")
-    cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if h.redis_reachable else None,
+
+
+def _status(store: Store, h: Health) -> None:
+    # What a foreign key holds is not ours to read: it is named as a problem instead.
+    status = {} if keys.STATUS in h.foreign_keys else store.status()
+    h.last_poll_at = _ms_to_s(status.get("last_poll_at"))
+    h.last_write_at = _ms_to_s(status.get("last_write_at"))
+    h.gaps = [] if keys.GAPS in h.foreign_keys else recent_gaps(store.redis)
+    lease = None if keys.LEASE in h.foreign_keys else read_lease(store.redis)
+    if lease is not None:
+        h.poller_lease, h.poller_lease_ttl_s = lease[0], round(lease[1], 1)
+
+
+def _memory(store: Store) -> Memory | None:
+    try:
+        return store.memory()
+    except StoreError:  # INFO renamed or denied: no verdict on memory, the rest still holds
+        return None
+
+
+def _foreign_keys(store: Store) -> list[tuple[str, str, str]]:
+    with translate_redis_errors(store.redis):
+        return foreign_keys(store.redis)
+
+
+def _local(settings: Settings, now: float, h: Health, store: Store | None) -> Health:
+    usable = store is not None and h.redis_reachable and keys.COOLDOWN not in h.foreign_keys
+    cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if usable else None,
                                      clock=lambda: now, client_id=settings.client_id)
     cooldown.load()
     h.cooldown_remaining_s = round(cooldown.remaining(), 1)
@@ -78,22 +145,25 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
         h.problems.append(f"Spotify's request quota is spent (QUOTA_EXCEEDED): no calls for "
                           f"{h.cooldown_remaining_s:.0f}s; lower SPOTIFY_LOGGER_REQUEST_BUDGET")
     h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
+    h.poller_lock = lock_holder(settings.state_dir)
     longest = max(settings.max_poll_interval, settings.idle_max_interval)
     allowed_s = STALE_POLL_FACTOR * longest + max(h.cooldown_remaining_s, budget_wait_s)
     if h.last_poll_at is not None and now - h.last_poll_at > allowed_s:
         h.poll_stale = True
-        h.problems.append("no successful poll recently: is the poller running?")
-    elif h.redis_reachable and h.last_poll_at is None:
+        h.problems.append("no successful poll recently: is the poller running?"
+                          + ("" if h.poller_lock else " (no process holds the state dir's lock)"))
+    elif h.redis_reachable and h.last_poll_at is None and not h.foreign_keys:
         h.problems.append("no poll recorded yet")
     return h
 
 
-def _budget(settings: Settings, store: Store, now: float, h: Health) -> float:
+def _budget(settings: Settings, store: Store | None, now: float, h: Health) -> float:
     """Fill h.budget; returns how long a spent budget makes the poller wait (0 when not spent)."""
     if not settings.client_id:
         return 0.0
     try:
-        view = RequestBudget(settings, store.redis if h.redis_reachable else None, settings.state_dir,
+        usable = store is not None and h.redis_reachable and not h.foreign_keys
+        view = RequestBudget(settings, store.redis if usable else None, settings.state_dir,
                              clock=lambda: now).view()
     except SpotifyLoggerError:
         return 0.0

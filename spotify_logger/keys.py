@@ -17,6 +17,7 @@ COOLDOWN = "spotify-logger:cooldown"  # STRING deadline (epoch s) before per-cli
 RECENT_CURSOR = "spotify-logger:recent_cursor"  # STRING newest recently-played played_at (ms)
 GAPS = "gaps"                        # ZSET member=JSON{start,end,estimated_plays} score=start ms
 PLAYLISTS = "spotify-logger:playlists"  # HASH playlist name -> Spotify playlist id
+LEASE = "spotify-logger:poller"      # STRING JSON{id,pid,host,state_dir} of the recording poller, with a TTL
 
 # Per client id, named by client_hash(): every process and account of one app shares them.
 BUDGET_PREFIX = "spotify-logger:budget:"

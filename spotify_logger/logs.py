@@ -13,17 +13,21 @@ REDACTED = "[redacted]"
 
 # Keys whose values are secrets wherever they appear in an event.
 _SECRET_KEY = re.compile(r"(token|secret|password|authorization|auth_header|verifier|^code$)", re.I)
-# Secrets embedded in free text: bearer tokens, basic auth, form fields, URL passwords.
+# Secrets embedded in free text: bearer tokens, basic auth, form fields, the user:password of
+# any URL (REDIS_URL's, and SPOTIFY_API_URL's in poller_started).
 _SECRET_TEXT = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
     (re.compile(r"(?i)((?:access_token|refresh_token|client_secret|code_verifier|code)=)[^&\s\"']+"), r"\1" + REDACTED),
     (re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret)\"\s*:\s*\")[^\"]*"), r"\1" + REDACTED),
-    (re.compile(r"(?i)(rediss?://[^:/@\s]*:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    # user:password@, up to the last @ (a password may hold an unescaped / or @: better to hide a
+    # host with it than to show half a password), then a bare user@, which is often a token.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:\"'<>]*:[^\s\"'<>]*@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@\"'<>]+@"), r"\1" + REDACTED + "@"),
 ]
 
 
 # Every pattern above needs one of these to match: text without any (most of it: event names,
-# uris, titles, timestamps) skips the four substitutions, two thirds of a log line's cost.
+# uris, titles, timestamps) skips the substitutions, two thirds of a log line's cost.
 _MIGHT_HOLD_SECRET = re.compile(r"(?i)bearer|basic|=|token|secret|@")
 
 
@@ -45,7 +49,12 @@ def _redact_value(key: str, value: Any) -> Any:
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redact_value(key, v) for v in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # An exception, a Path, a URL object: the renderer would print its str() unredacted.
+    text = str(value)
+    redacted = redact_text(text)
+    return value if redacted == text else redacted
 
 
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

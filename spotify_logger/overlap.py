@@ -66,6 +66,18 @@ def tolerance_ms(a_precision: int, b_precision: int) -> int:
     return max(BASE_TOLERANCE_MS, a_precision, b_precision)
 
 
+def one_play(shared_ms: int, a_precision: int, b_precision: int, length_ms: int) -> bool:
+    """Whether two intervals of one track that share `shared_ms` are one listening: the rule
+    `import` decides "same play" by, whichever field (ts, ms_played) differs by a little.
+
+    They are when they share more than their timestamps' precision (tolerance_ms), or, for a
+    listen of `length_ms` shorter than twice that, more than half of it. So anything `check`
+    reports as an overlap (more than the tolerance) is one play here, while back-to-back plays,
+    which share no more than the rounding of their timestamps, stay two.
+    """
+    return shared_ms > min(tolerance_ms(a_precision, b_precision), length_ms // 2)
+
+
 def feed_window(started_at: int, end: int, duration_ms: int) -> tuple[int, int]:
     """Where a played_at of the play [started_at, end] may lie; for a play backfill created,
     also where the end of the same listening may lie (its played_at is that play's `end`)."""

@@ -22,6 +22,12 @@ _BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes, and
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+# The moments --since/--until may name. Beyond them datetime and mktime overflow (year 1 with an
+# offset east of UTC, the day after 9999-12-31), and a period that wide is a typo anyway.
+EARLIEST = date(1900, 1, 1)
+LATEST = date(9998, 12, 31)
+_EARLIEST_MS = (EARLIEST.toordinal() - _EPOCH_ORDINAL - 1) * DAY_MS    # a day of slack for UTC offsets
+_LATEST_MS = (LATEST.toordinal() - _EPOCH_ORDINAL + 2) * DAY_MS
 
 
 class LocalTime:
@@ -99,21 +105,37 @@ def weekday(day: int) -> int:
 
 def parse_when(text: str, local: LocalTime, now_ms: int, *, end: bool = False, option: str = "--since") -> int:
     """`7d`, `12h`, `2w` (before now), `today`, `yesterday`, `2026-01-01` (local midnight; as an
-    --until bound, the end of that day), `2026-01-01T08:00` (local), or with an explicit offset."""
+    --until bound, the end of that day), `2026-01-01T08:00` (local), or with an explicit offset;
+    from EARLIEST to LATEST."""
+    try:
+        ms = _parse_when(text, local, now_ms, end=end)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: expected 7d, 12h, 2w, today, yesterday, 2026-01-01 "
+                       "or 2026-01-01T08:00") from None
+    except (OverflowError, OSError):  # datetime/mktime beyond what the platform represents
+        ms = None
+    if ms is None or not _EARLIEST_MS <= ms <= _LATEST_MS:
+        raise BadInput(f"{option} {text!r}: out of range, {EARLIEST.isoformat()} to {LATEST.isoformat()}")
+    return ms
+
+
+def _parse_when(text: str, local: LocalTime, now_ms: int, *, end: bool) -> int | None:
     raw = text.strip().lower()
     if match := _RELATIVE.match(raw):
+        if len(match.group(1)) > 9:  # a billion hours is out of range already; spare the arithmetic
+            return None
         return now_ms - int(match.group(1)) * _UNIT_MS[match.group(2)]
     if raw in ("today", "yesterday"):
         day = local.today(now_ms) - timedelta(days=1 if raw == "yesterday" else 0)
         return local.midnight(day + timedelta(days=1) if end else day)
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            return local.midnight(day + timedelta(days=1) if end else day)
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"{option} {text!r}: expected 7d, 12h, 2w, today, yesterday, 2026-01-01 "
-                       "or 2026-01-01T08:00") from None
+    if len(raw) == 10:
+        day = date.fromisoformat(raw)
+        if not EARLIEST <= day <= LATEST:
+            return None
+        return local.midnight(day + timedelta(days=1) if end else day)
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if not EARLIEST <= moment.date() <= LATEST:
+        return None
     if moment.tzinfo is not None:
         return int(moment.timestamp() * 1000)
     return local.at(moment)

@@ -67,6 +67,15 @@ class _Gone(Exception):
     """Both replace endpoints answered 404 for this playlist id."""
 
 
+def name_problem(name: str) -> str | None:
+    """Why Spotify would refuse this playlist name (a blank one is a 400), or None."""
+    if not name.strip():
+        return "must not be empty or blank"
+    if any(not c.isprintable() for c in name):
+        return "must not contain control characters"
+    return None
+
+
 def is_spotify_track(uri: str) -> bool:
     return TRACK_URI.fullmatch(uri) is not None
 

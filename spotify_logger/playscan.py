@@ -41,7 +41,7 @@ class PlayScanner:
     def read(self, members: Sequence[str], fields: Sequence[str] | None) -> list[dict[str, str]]:
         """The hashes of these index members ({} for a member whose hash is gone)."""
         play_keys = [f"{keys.PLAY_PREFIX}{m}" for m in members]
-        with translate_redis_errors():
+        with translate_redis_errors(self.client):
             if fields is None:
                 rows = json.loads(self._all(keys=play_keys, args=[]))
                 return [dict(zip(flat[::2], flat[1::2])) if isinstance(flat, list) else {} for flat in rows]
@@ -57,7 +57,7 @@ class PlayScanner:
         low: str = str(since_ms) if since_ms is not None else "-inf"
         high: str = f"({until_ms}" if until_ms is not None else "+inf"
         while True:
-            with translate_redis_errors():
+            with translate_redis_errors(self.client):
                 if reverse:
                     members = self.client.zrevrangebyscore(keys.INDEX, high, low, start=0, num=page)
                 else:

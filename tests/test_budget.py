@@ -285,3 +285,19 @@ def test_a_cooldown_another_process_met_stops_this_one_without_a_call(fake_redis
     assert b.view().used == 0, "a refused call is not counted"
     clock.advance(600)
     b.spend("GET /me/player")
+
+
+def test_a_real_redis_outage_is_counted_in_the_state_dir_and_merged_back(redis_server: Any, tmp_path: Path) -> None:
+    clock = FakeClock()
+    b = budget(connect(redis_server.url), tmp_path, clock, request_budget=100)
+    for _ in range(2):
+        b.spend("GET /me/player")
+    redis_server.stop(save=True)
+    for _ in range(3):
+        b.spend("GET /me/player")  # Redis refuses the connection: counted in the state dir
+    assert b.view().source == "state_dir" and b.view().used == 5
+    redis_server.start()
+    b.spend("GET /me/player/recently-played")
+    view = budget(redis_server.client(), tmp_path / "elsewhere", clock, request_budget=100).view()
+    assert (view.source, view.used) == ("redis", 6)
+    assert view.by_endpoint == {"GET /me/player": 5, "GET /me/player/recently-played": 1}

@@ -82,7 +82,7 @@ def test_bad_setting_exits_78_with_one_line(tmp_path: Path) -> None:
     result = run_command(["status"], tmp_path, SPOTIFY_LOGGER_POLL_INTERVAL="soon")
     assert result.returncode == 78
     assert result.stderr.strip() == ("spotify-logger: SPOTIFY_LOGGER_POLL_INTERVAL='soon' is invalid: "
-                                     "expected a number of seconds, such as 5 or 0.5")
+                                     "expected a number of seconds, such as 5 or 2.5")
 
 
 def test_run_without_token_exits_78_and_says_what_to_do(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_auth_refresh_token_is_stored_0600(tmp_path: Path) -> None:
 
 def test_to_env_round_trips() -> None:
     original = Settings.from_env({"SPOTIFY_CLIENT_ID": "id", "SPOTIFY_CLIENT_SECRET": "s", "HOME": "/h",
-                                  "SPOTIFY_LOGGER_POLL_INTERVAL": "0.25", "SPOTIFY_LOGGER_MIN_PLAY_MS": "1234"},
+                                  "SPOTIFY_LOGGER_POLL_INTERVAL": "2.25", "SPOTIFY_LOGGER_MIN_PLAY_MS": "1234"},
                                  isatty=False)
     assert Settings.from_env(original.to_env(), isatty=True) == original
 

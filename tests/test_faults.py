@@ -213,10 +213,11 @@ def test_sigterm_stops_everything_within_5s_with_exit_0(logger_playing_c):
 
 
 def test_crash_at_start_gets_growing_backoff(sim_factory, settings_for, redis_server, spawn):
-    # A key of the wrong type makes the first write fail for good: the real poller exits 70
-    # (internal error, so run.py restarts it) right after it starts, every time.
+    # A damaged poll time fails the store script's comparison, for good: the real poller exits 70
+    # (internal error, so run.py restarts it) right after it starts, every time. (A key of the
+    # wrong type is a foreign key now: exit 78, never restarted.)
     sim = sim_factory(Script((Play(C, 9000), Idle(60_000))))
-    redis_server.client().set("listening:index", "not a sorted set")
+    redis_server.client().hset("spotify-logger:status", "last_poll_at", "not a number")
     env = env_for(settings_for(sim, redis_server.url), SPOTIFY_LOGGER_RESTART_DELAY="0.2",
                   SPOTIFY_LOGGER_RESTART_MAX_DELAY="0.8")
     proc = spawn(run_py_cmd(), env)

@@ -50,3 +50,27 @@ def test_the_quick_check_never_lets_through_what_the_patterns_would_redact(text:
     for pattern, replacement in logs._SECRET_TEXT:  # noqa: SLF001 - the reference the shortcut must match
         every_pattern = pattern.sub(replacement, every_pattern)
     assert logs.redact_text(text) == every_pattern
+
+
+def test_userinfo_of_every_url_is_redacted_whatever_the_field() -> None:
+    """poller_started logged SPOTIFY_API_URL with its user:password (issue 17, item 8)."""
+    line = render(api_url="http://user:pw-1@api.example:8080/v1", nested={"to": ["https://TOKEN-2@host/x"]},
+                  error=ValueError("GET http://u:pw-3@h/v1 failed"), note="see ftp://anon:p@ss-4@files/x and more",
+                  redis="redis://:pa/ss-5@localhost:6379/0")
+    for secret in ("pw-1", "TOKEN-2", "pw-3", "ss-4", "ss-5"):
+        assert secret not in line
+    event = json.loads(line)
+    assert event["api_url"] == "http://[redacted]@api.example:8080/v1" and "and more" in event["note"]
+    plain = "https://api.spotify.com/v1/me/player?market=from_token"
+    assert json.loads(render(url=plain))["url"] == plain  # a URL without userinfo is left alone
+
+
+@given(st.sampled_from(["http", "https", "redis", "rediss", "unix", "git+ssh"]),
+       st.text(alphabet="abcxyz019._-", max_size=8),
+       st.text(alphabet=st.characters(blacklist_characters="\"'<>", blacklist_categories=("Zs", "Zl", "Zp", "Cc")),
+               max_size=12),
+       st.sampled_from(["", "prefix ", "error: ", "{'url': '"]), st.sampled_from(["", "/v1", ":6379/0", " then text"]))
+def test_no_password_of_a_url_survives(scheme: str, user: str, password: str, before: str, after: str) -> None:
+    text = f"{before}{scheme}://{user}:SECRET{password}@example.org{after}"
+    redacted = logs.redact_text(text)
+    assert "SECRET" not in redacted and redacted == f"{before}{scheme}://{logs.REDACTED}@example.org{after}"

@@ -180,7 +180,8 @@ def test_run_py_and_the_poller_talk_to_systemd(sim_factory, settings_for, redis_
 def test_a_crashing_poller_never_says_stopping_and_run_py_feeds_the_backoff(
         sim_factory, settings_for, redis_server, spawn, notify_socket: NotifySocket) -> None:
     sim = sim_factory(LONG)
-    redis_server.client().set("listening:index", "wrong type")  # the poller exits 70 at its first write
+    # A damaged poll time fails the store script's comparison: the poller exits 70 at its first write.
+    redis_server.client().hset("spotify-logger:status", "last_poll_at", "not a number")
     env = env_for(settings_for(sim, redis_server.url), NOTIFY_SOCKET=notify_socket.name,
                   SPOTIFY_LOGGER_RESTART_DELAY="0.5")
     proc: Proc = spawn(run_py_cmd(), env)

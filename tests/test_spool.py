@@ -28,7 +28,7 @@ from spotify_logger.loop import PollEvent, Poller
 from spotify_logger.schedule import Schedule
 from spotify_logger.simulator import track
 from spotify_logger.spool import Spool
-from spotify_logger.store import Store, StoreError
+from spotify_logger.store import Applied, Store, StoreError
 from spotify_logger.tracker import OpenPlay, PlayTracker
 from spotify_logger.writer import Writer
 
@@ -165,13 +165,13 @@ class FlakyStore(Store):
         self.reject: set[int] = set()
         self.landed: list[int] = []
 
-    def apply(self, batch: Batch) -> int:
+    def apply_batch(self, batch: Batch) -> Applied:
         if self.down:
             raise StoreUnavailable("Redis is unreachable: ConnectionError")
         if batch.polled_at in self.reject:
-            raise StoreError("Redis error: WRONGTYPE")
+            raise StoreError("Redis error: ERR Error running script: bad argument")
         self.landed.append(batch.polled_at)
-        return super().apply(batch)
+        return super().apply_batch(batch)
 
 
 def test_writer_spools_while_redis_is_down_and_replays_in_order(spool: Spool, fake_redis: Any) -> None:

@@ -131,7 +131,8 @@ def test_batch_json_round_trip() -> None:
 
 def test_listening_time_never_shrinks(fake_redis: Any) -> None:
     store = Store(fake_redis)
-    store.apply(Batch(polled_at=T0, writes=(PlayWrite(T0, {"last_seen_at": T0, "ms_played": 100_000}, URIS[0]),)))
+    store.apply(Batch(polled_at=T0, writes=(PlayWrite(T0, {"last_seen_at": T0, "ms_played": 100_000, "uri": URIS[0]},
+                                                       URIS[0]),)))
     store.apply(Batch(polled_at=T0 + 1, writes=(PlayWrite(T0, {"last_seen_at": T0 + 1, "ms_played": 25_000}, URIS[0]),)))
     assert fake_redis.hget(keys.play_key(T0), "ms_played") == "100000"
 

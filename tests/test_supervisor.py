@@ -113,7 +113,8 @@ def test_backoff_doubles_and_resets_after_a_healthy_run(sim_factory, settings_fo
 
 def test_a_signal_during_the_backoff_stops_without_a_restart(sim_factory, settings_for, redis_server, spawn) -> None:
     sim = sim_factory(LONG)
-    redis_server.client().set("listening:index", "wrong type")  # the poller exits 70 at its first write
+    # A damaged poll time fails the store script's comparison: the poller exits 70 at its first write.
+    redis_server.client().hset("spotify-logger:status", "last_poll_at", "not a number")
     proc = start(spawn, settings_for(sim, redis_server.url), SPOTIFY_LOGGER_RESTART_DELAY="30")
     proc.wait_for("restart_scheduled")
     assert proc.terminate(timeout=3) == 0

@@ -12,7 +12,7 @@ import redis
 from .. import keys
 from ..config import Settings
 from ..daemon import Parts
-from ..errors import BadInput, StoreUnavailable
+from ..errors import StoreUnavailable
 from ..playscan import artists_of, scan_plays
 from ..redisproc import RedisServer, redis_server_path
 from ..simulator import SpotifySimulator
@@ -24,7 +24,7 @@ DEMO_MIN_PLAY_MS = 4_000
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=None, help="stop early (default: the whole script)")
+    p.add_argument("--seconds", type=_seconds, default=None, help="stop early (default: the whole script)")
     p.set_defaults(handler=handle)
 
 
@@ -32,8 +32,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     script = demo_script()
     # Past the script, wait out the end grace so the last play closes and shows as finished.
     seconds = args.seconds if args.seconds is not None else script.length_ms / 1000 + 7
-    if seconds <= 0:
-        raise BadInput("--seconds must be positive")
     with tempfile.TemporaryDirectory(prefix="spotify-logger-demo-") as tmp:
         server = _start_redis(Path(tmp) / "redis")
         try:
@@ -100,3 +98,13 @@ def summary(client: "redis.Redis[str]") -> str:
     rows += [f"  {int(score):>3}  {uri}" for uri, score in top] or ["  (none)"]
     rows += ["", "Try it against your own Redis: redis-cli ZREVRANGE plays:tracks 0 9 WITHSCORES"]
     return "\n".join(rows)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # nan and inf too: 1e308 recorded forever, nan not at all
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0, at most 3600")
+    return value

@@ -16,7 +16,7 @@ from ..store import connect
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
     add_period_arguments(p, tz_for="dates in --since/--until")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write this regular file (complete or not at all); - or none: stdout")
     p.set_defaults(handler=handle)
 
 
@@ -25,6 +25,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     client = connect(settings.redis_url)
     with output(args.output, sys.stdout) as out:
         rows = export(client, out, args.format, since_ms=since_ms, until_ms=until_ms)
-    if args.output:
+    if args.output and args.output != "-":
         print(f"exported {rows} plays to {args.output}", file=sys.stderr)
     return EX_OK

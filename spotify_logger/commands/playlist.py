@@ -25,7 +25,7 @@ CALLS_NEEDED = 2  # replace (or create, then replace); a /tracks fallback may ta
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", default=DEFAULT_NAME, help=f"the playlist; created on first use (default: {DEFAULT_NAME!r})")
+    p.add_argument("--name", type=_name, default=DEFAULT_NAME, help=f"the playlist; created on first use (default: {DEFAULT_NAME!r})")
     add_period_arguments(p, tz_for="--hours and dates", since_default="7d")
     p.add_argument("--hours", default="7-12",
                    help="only plays started in these local hours: 7-12 (the default; 12 excluded), 22-2, 0-24 for all")
@@ -88,6 +88,13 @@ def _hours_text(hours: tuple[int, int]) -> str:
 
 def _label(hours: tuple[int, int], since_ms: int | None, until_ms: int | None, local: LocalTime) -> str:
     return f"plays started {_hours_text(hours)}, {local.span(since_ms, until_ms)}"
+
+
+def _name(raw: str) -> str:
+    problem = playlist.name_problem(raw)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return raw
 
 
 def _limit(raw: str) -> int:

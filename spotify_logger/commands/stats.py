@@ -24,7 +24,7 @@ def register(p: argparse.ArgumentParser) -> None:
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     top = what.add_parser("top", parents=[common], help="most played tracks, artists or albums")
     top.add_argument("kind", choices=stats.KINDS)
-    top.add_argument("--limit", type=_positive, default=10)
+    top.add_argument("--limit", type=_positive, default=10, help=f"how many rows, 1 to {MAX_LIMIT} (default 10)")
     top.add_argument("--hours", help="only plays started in these local hours, e.g. 7-12 (12 excluded) or 22-2")
     count = what.add_parser("count", parents=[common], help="plays of the tracks matching a name or uri")
     count.add_argument("query")
@@ -137,8 +137,14 @@ def _duration(ms: int) -> str:
     return f"{minutes}m {ms // 1000 % 60:02d}s"
 
 
+MAX_LIMIT = 100_000  # far more rows than a table shows, far below what Redis's LIMIT overflows at
+
+
 def _positive(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive whole number")
+    try:
+        value = int(raw) if len(raw.strip()) <= 20 else MAX_LIMIT + 1
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_LIMIT}")
     return value

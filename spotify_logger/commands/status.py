@@ -33,17 +33,30 @@ def render(h: Health, now: float) -> str:
         lines.append(f"token:         present, {expires}{age}")
     else:
         lines.append(f"token:         missing ({h.token_error})")
-    lines.append(f"redis:         {'reachable' if h.redis_reachable else 'UNREACHABLE'}")
+    lines.append(f"redis:         {_redis(h)}")
     lines.append(f"last poll:     {_when(h.last_poll_at, now)}")
     lines.append(f"last write:    {_when(h.last_write_at, now)}")
     lines.append(f"rate limit:    {_cooldown(h)}")
     lines.extend(_budget(h.budget))
+    lines.append(f"poller:        {_poller(h)}")
     lines.append(f"spool:         {h.spool_bytes} bytes waiting for Redis" if h.spool_bytes else "spool:         empty")
     lines.append(f"gaps:          {len(h.gaps)} recorded (plays lost from recently-played)" if h.gaps else "gaps:          none recorded")
     lines.extend(f"  gap:         {utc_iso(g['start'] / 1000)} to {utc_iso(g['end'] / 1000)}, about {g['estimated_plays']} plays lost"
                  for g in h.gaps)
     lines.extend(f"problem:       {p}" for p in h.problems)
     return "\n".join(lines)
+
+
+def _redis(h: Health) -> str:
+    if h.redis_error:
+        return "REFUSED (REDIS_URL: see the problem below)"
+    if not h.redis_reachable:
+        return "UNREACHABLE"
+    if h.foreign_keys:
+        return f"reachable, FOREIGN KEY ({', '.join(h.foreign_keys)}: see the problem below)"
+    if h.redis_full and h.redis_memory:
+        return f"reachable, FULL (used_memory {h.redis_memory['used_memory']} of maxmemory {h.redis_memory['maxmemory']})"
+    return "reachable"
 
 
 def _cooldown(h: Health) -> str:
@@ -64,6 +77,13 @@ def _budget(b: dict[str, Any] | None) -> list[str]:
     lines.extend(f"  calls 24h:   {n:>5}  {name}" for name, n in b["by_endpoint"].items())
     lines.append(f"  calls 24h:   {b['token_refreshes']:>5}  token refreshes (not in the quota)")
     return lines
+
+
+def _poller(h: Health) -> str:
+    lock = f"{h.poller_lock} holds the state dir's lock" if h.poller_lock else "none holds the state dir's lock"
+    if h.poller_lease is None:
+        return f"{lock}; no Redis lease" if h.redis_reachable else lock
+    return f"{lock}; Redis lease: {h.poller_lease} ({h.poller_lease_ttl_s:.0f}s left)"
 
 
 def _when(ts: float | None, now: float) -> str:

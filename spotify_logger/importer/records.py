@@ -6,12 +6,18 @@ the extra fields. The account-data history (`StreamingHistory*.json`) has `endTi
 ("YYYY-MM-DD HH:MM", UTC, 1 min precision), `msPlayed` and names only: no uri. Such records get a
 pseudo-uri, `spotify:import:track:<sha1>` (or `:episode:`), from the lower-cased artist and track
 names (show and episode names for podcasts), so every play of one song shares one uri.
+
+A uri must be one Spotify writes in that field (`spotify:track:<22 base62>` or a local file's
+`spotify:local:...` for tracks, `spotify:episode:<id>` for podcasts, that or `spotify:chapter:<id>`
+for audiobook chapters), and text must be valid Unicode: anything else is a broken record,
+skipped, rather than a key or counter member nothing else matches, or a write Redis refuses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -25,7 +31,15 @@ from ..timeutil import iso_to_ms
 EXTRA_FIELDS = ("platform", "reason_start", "reason_end", "shuffle", "skipped", "offline", "incognito_mode")
 # Spotify opened in 2008; anything before its founding, or in the future, is a broken record.
 _EARLIEST_MS = 1_136_073_600_000  # 2006-01-01
-_FUTURE_SLACK_MS = DAY_MS
+# A record may end a little after "now": the export was made on a device whose clock ran ahead.
+CLOCK_SKEW_MS = 10 * 60_000
+# A single stream longer than a day is a broken record; timeline.LOOKBACK_MS is tied to this.
+MAX_STREAM_MS = DAY_MS
+# The uris Spotify writes in each field. A local file's is form-encoded text
+# (`spotify:local:artist:album:title:seconds`): printable characters, no control characters.
+_TRACK_URI = re.compile(r"spotify:track:[0-9A-Za-z]{22}|spotify:local:[^\x00-\x1f\x7f-\x9f]{1,1000}")
+_EPISODE_URI = re.compile(r"spotify:episode:[0-9A-Za-z]{1,64}")
+_CHAPTER_URI = re.compile(r"spotify:(?:episode|chapter):[0-9A-Za-z]{1,64}")
 # An import holds up to a few million of these at once; slots need Python 3.10 (3.9 goes without).
 SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
 
@@ -99,10 +113,13 @@ def parse(raw: Any, *, now_ms: int) -> Record | Skip:
     """A Record, or why it is skipped: MALFORMED, or NO_ITEM (nothing says what played)."""
     if not isinstance(raw, dict):
         return Skip(MALFORMED, f"a {type(raw).__name__}, not an object")
-    if "ts" in raw:
-        return _extended(raw, now_ms)
-    if "endTime" in raw:
-        return _account(raw, now_ms)
+    try:
+        if "ts" in raw:
+            return _extended(raw, now_ms)
+        if "endTime" in raw:
+            return _account(raw, now_ms)
+    except _BadText as exc:
+        return Skip(MALFORMED, f"{exc} is not valid unicode (a lone surrogate)")
     return Skip(MALFORMED, "neither ts nor endTime")
 
 
@@ -127,15 +144,15 @@ def _extended(raw: dict[str, Any], now_ms: int) -> Record | Skip:
     track_name = _text(raw.get("master_metadata_track_name"))
     artist = _text(raw.get("master_metadata_album_artist_name"))
     album = _text(raw.get("master_metadata_album_album_name"))
-    if uri := _text(raw.get("spotify_track_uri")):
-        return _record("track", uri, track_name, artist, album, None, base)
+    if uri := _uri(raw, "spotify_track_uri", _TRACK_URI):
+        return uri if isinstance(uri, Skip) else _record("track", uri, track_name, artist, album, None, base)
     episode, show = _text(raw.get("episode_name")), _text(raw.get("episode_show_name"))
-    if uri := _text(raw.get("spotify_episode_uri")):
-        return _record("episode", uri, episode, None, None, show, base)
+    if uri := _uri(raw, "spotify_episode_uri", _EPISODE_URI):
+        return uri if isinstance(uri, Skip) else _record("episode", uri, episode, None, None, show, base)
     # Audiobook chapters play as episodes in the Web API, so they are stored as episodes here too.
     chapter, book = _text(raw.get("audiobook_chapter_title")), _text(raw.get("audiobook_title"))
-    if uri := _text(raw.get("audiobook_chapter_uri")):
-        return _record("episode", uri, chapter, None, None, book, base)
+    if uri := _uri(raw, "audiobook_chapter_uri", _CHAPTER_URI):
+        return uri if isinstance(uri, Skip) else _record("episode", uri, chapter, None, None, book, base)
     if track_name:
         return _record("track", None, track_name, artist, album, None, base)
     if episode:
@@ -154,6 +171,10 @@ def _account(raw: dict[str, Any], now_ms: int) -> Record | Skip:
     if episode := _text(raw.get("episodeName")):
         return _record("episode", None, episode, None, None, _text(raw.get("podcastName")), base)
     return Skip(NO_ITEM, "no track or episode name")
+
+
+class _BadText(ValueError):
+    """Text Redis cannot store: a JSON string with an unpaired surrogate (\\ud800) in it."""
 
 
 class _Base(NamedTuple):
@@ -176,7 +197,7 @@ def _record(kind: str, uri: str | None, name: str | None, artist: str | None, al
 
 def _time(raw: Any, now_ms: int) -> int | None:
     ms = iso_to_ms(raw)
-    return ms if ms is not None and _EARLIEST_MS <= ms <= now_ms + _FUTURE_SLACK_MS else None
+    return ms if ms is not None and _EARLIEST_MS <= ms <= now_ms + CLOCK_SKEW_MS else None
 
 
 def _ms(raw: Any) -> int | None:
@@ -184,12 +205,30 @@ def _ms(raw: Any) -> int | None:
         return None
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
-    # A stream longer than a day is a broken record (and would start before 2006 at worst).
-    return raw if isinstance(raw, int) and 0 <= raw <= DAY_MS else None
+    return raw if isinstance(raw, int) and 0 <= raw <= MAX_STREAM_MS else None
+
+
+def _uri(raw: dict[str, Any], key: str, pattern: "re.Pattern[str]") -> str | Skip | None:
+    """The uri in `key`; None when the field is empty or absent (null in the export)."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return _checked(value)
+    return Skip(MALFORMED, f"{key} {_shown(value)} is not a uri Spotify writes there")
 
 
 def _text(raw: Any) -> str | None:
-    return raw if isinstance(raw, str) and raw.strip() else None
+    return _checked(raw) if isinstance(raw, str) and raw.strip() else None
+
+
+def _checked(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _BadText(_shown(text)) from None
+    return text
 
 
 def _shown(raw: Any) -> str:
@@ -200,4 +239,4 @@ def _extra(raw: str | bool) -> str:
     # Strings and booleans only (the caller drops anything else): booleans as "1"/"0", as stored.
     if isinstance(raw, bool):
         return "1" if raw else "0"
-    return raw
+    return raw if raw.isascii() else _checked(raw)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import lzma
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
@@ -19,6 +22,12 @@ from ..errors import BadInput
 
 HISTORY_PATTERNS = ("Streaming_History_Audio_*.json", "endsong*.json", "StreamingHistory*.json")
 _ACCOUNT_PATTERN = "StreamingHistory*.json"
+# What reading a zip or one of its members can raise when its bytes are damaged: a bad CRC or
+# header (BadZipFile, struct.error, ValueError), a corrupt deflate, bzip2 or lzma stream (zlib.error,
+# OSError, LZMAError), a truncated member (EOFError), encryption or an unknown compression method
+# or zip version (RuntimeError, NotImplementedError). Each is that file's problem, not a bug.
+_READ_ERRORS = (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, struct.error,
+                zipfile.BadZipFile, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -34,9 +43,13 @@ class Source:
     def load(self) -> list[Any] | str:
         """The file's records, or why it cannot be read (a one-line reason)."""
         try:
-            data = json.loads(self.opener())
-        except (OSError, zipfile.BadZipFile) as exc:
-            return f"cannot read: {exc}"
+            raw = self.opener()
+        except _READ_ERRORS as exc:
+            return f"cannot read: {str(exc)[:120] or type(exc).__name__}"
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError as exc:
+            return f"not UTF-8 text: {str(exc)[:120]}"
         except (ValueError, RecursionError) as exc:
             return f"not valid JSON: {str(exc)[:120]}"
         if not isinstance(data, list):
@@ -79,8 +92,8 @@ def _zip(path: Path) -> list[Source]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [i for i in archive.infolist() if not i.is_dir() and is_history_name(i.filename)]
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise BadInput(f"{path}: not a readable zip file ({exc})") from None
+    except _READ_ERRORS as exc:
+        raise BadInput(f"{path}: not a readable zip file ({str(exc)[:120] or type(exc).__name__})") from None
     if not members:
         raise BadInput(f"{path}: no Spotify history file in this zip (looked for {', '.join(HISTORY_PATTERNS)})")
     return [Source(label=f"{path}!{m.filename}", size=m.file_size, opener=_member_reader(path, m.filename))

@@ -10,6 +10,7 @@ dry run is the summary the real run will print.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import redis
 
@@ -17,9 +18,11 @@ from ..keys import int_field
 from ..overlap import is_pseudo_uri, play_end, precision_ms
 from ..periods import DAY_MS
 from ..playscan import PlayScanner, artists_of
-from .records import SLOTS, name_key
+from .records import MAX_STREAM_MS, SLOTS, name_key
 
-LOOKBACK_MS = 12 * 3600 * 1000   # a stored play that started this long before a record may still overlap it
+# A stored play that started this long before a record may still overlap it: as long as the
+# longest stream a record may hold, so an overlap is never missed for lack of reading the play.
+LOOKBACK_MS = MAX_STREAM_MS
 _FIELDS = ("uri", "name", "artists", "show", "type", "ended_at", "last_seen_at", "ms_played", "source",
            "duration_ms", "import_ts")
 
@@ -74,6 +77,11 @@ class Timeline:
 
     def at(self, started_at: int) -> Known | None:
         return self.plays.get(started_at)
+
+    def held(self, plays: Sequence[int], names: Sequence[str]) -> list[frozenset[str]]:
+        """Which of `names` each of these stored plays holds, read now in one call: only the few
+        plays a chunk confirms need them, so the window does not carry them for every play."""
+        return [frozenset(row) for row in self._scanner.read([str(s) for s in plays], names)] if plays else []
 
     def add(self, known: Known) -> None:
         self.plays[known.started_at] = known

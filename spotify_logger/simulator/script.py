@@ -109,7 +109,7 @@ def _check(segments: tuple[Segment, ...]) -> None:
 def _segment_from_json(obj: Any) -> Segment:
     try:
         return _parse_segment(obj)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, OverflowError) as exc:  # OverflowError: int() of 1e400, which JSON reads as inf
         raise ValueError(f"bad segment {obj!r}: {exc!r}") from exc
 
 
