@@ -148,3 +148,19 @@ def test_with_only_the_reserve_left_the_poller_waits_and_the_reserve_reads_recen
     assert 2 <= len(deferred_passes) <= 3, deferred_passes   # one per 2.5 s of plays the feed can hold
     plays = play_hashes(redis_server.client())
     assert any(p.get("source") == keys.SOURCE_FEED for p in plays.values())
+
+
+def test_after_quota_exceeded_recently_played_is_read_first_and_nothing_is_sent_before(
+        sim_factory: Callable[..., SpotifySimulator], redis_server: RedisServer,
+        settings_for: Callable[..., Settings], build: Callable[..., Poller]) -> None:
+    song = track("Song", 60_000, ("A",))
+    # 3 calls per rolling 4 s: the poller (a poll every 0.2-1 s) meets QUOTA_EXCEEDED soon.
+    sim = sim_factory(Script((Play(song, 60_000),)), quota="3/4")
+    settings = settings_for(sim, redis_server.url)  # MIN_PLAY_MS 2 s: a 4 s lock-out could hide a play
+    with Running(build(settings)):
+        refused = wait_until(lambda: [r for r in sim.requests if r.fault == "quota"], "QUOTA_EXCEEDED", timeout=20)
+        wait_until(lambda: [r for r in sim.requests if r.t > refused[0].t and r.status == 200],
+                   "polling to resume", timeout=20)
+    after = [r for r in sim.requests if r.t > refused[0].t and r.path.startswith("/v1/")]
+    assert after[0].path == RECENT and after[0].status == 200, after[:3]
+    assert not sim.requests_during_retry_after
