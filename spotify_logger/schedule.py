@@ -5,8 +5,8 @@ schedule spends, so every call has to buy recall:
 - while something plays: one poll right after a change (skipping through tracks is common) and
   one near the item's expected end. Between them the gap is capped by MAX_POLL_INTERVAL while
   the budget has room, and by the budget's pace when it has less: the calls left, minus the
-  reserve, spread over a window. The cap never cuts the near-end poll short: it can stretch as
-  far as the expected end.
+  reserve, spread over a window. No poll waits past the expected end: the cap only adds polls
+  before it in long items (an episode), and a tight budget stretches it as far as that end.
 - idle or paused: back off step by step up to IDLE_MAX_INTERVAL (or the pace, if longer).
 - the poller never spends the reserve: those calls are the recently-played passes' (see
   `reserve_for`), and with only the reserve left polling waits until the window frees a call.
