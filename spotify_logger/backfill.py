@@ -1,8 +1,7 @@
 """Backfill: read /me/player/recently-played and reconcile it into Redis (see reconcile.py).
 
-The feed keeps only the last 50 plays, so the reconciler runs often enough (start-up, after a
-gap between polls, every RECONCILE_INTERVAL) that it rarely overflows, and records a gap when
-it may have. The cursor is the newest played_at seen; every pass re-reads a few hours before it
+The feed keeps only the last 50 plays, so the reconciler runs often enough (ReconcileHook says
+when) that it rarely overflows, and records a gap when it may have. The cursor is the newest played_at seen; every pass re-reads a few hours before it
 because offline devices report their plays late, with older timestamps.
 """
 
@@ -20,6 +19,7 @@ from .api import SpotifyClient
 from .batch import Batch
 from .errors import ApiError, AuthError, Forbidden, SpotifyLoggerError, StoreUnavailable
 from .logs import get_logger
+from .loop import PollEvent
 from .playscan import scan_plays
 from .reconcile import MATCH_SLACK_MS, STORED_FIELDS, Outcome, RecentItem, StoredPlay, parse_item, reconcile
 from .store import Store, translate_redis_errors
@@ -30,7 +30,6 @@ FEED_SIZE = 50                     # what Spotify keeps, and the most one page m
 REREAD_WINDOW_MS = 3 * 3600 * 1000  # items this far behind the cursor are read again
 MAX_PAGES = 5                      # the feed holds 50 items; `before` pages past that are empty
 LOOKBACK_MS = 6 * 3600 * 1000      # how far before the oldest item a matching play may start
-POLL_GAP_S = 120.0                 # a longer gap between successful polls triggers a pass
 RETRY_S = 60.0                     # after a failed pass, try again this soon (if the interval is longer)
 
 
@@ -182,20 +181,68 @@ def recent_gaps(client: "redis.Redis[str]", limit: int = 10) -> list[dict[str, i
 
 
 class ReconcileHook:
-    """The poller's after_poll hook: a pass at start-up, after a gap between successful polls,
-    and every `interval_s`. It never raises into the poller, except for a lost authorization,
-    which stops the poller anyway."""
+    """The poller's hooks (loop.PollHook): when recently-played is read.
 
-    def __init__(self, reconciler: Reconciler, interval_s: float, *, clock: Callable[[], float] = time.time) -> None:
+    A pass costs a call or two of the request budget, so it runs only where plays may have gone
+    unseen. A stretch can hide a whole play only when it is longer than the shortest countable
+    play (`min_play_s`, MIN_PLAY_MS), so a pass runs:
+    - at start-up, and after a gap in polling (a failure, a cooldown, the budget, a stall) that
+      long;
+    - when playback is first seen after a poll that saw none, that long ago;
+    - when a cooldown or a deferral ends, before polling resumes (QUOTA_EXCEEDED can last
+      hours: the feed first, and a gap recorded when it cannot reach back);
+    - while the budget holds polling back, once per FEED_SIZE shortest plays (the reserve the
+      schedule keeps is for these);
+    - otherwise every `interval_s`, and only if something played since the last pass: a day
+      on which nothing plays costs no recently-played calls after the start-up pass.
+    It never raises into the poller, except for a lost authorization, which stops the poller
+    anyway."""
+
+    def __init__(self, reconciler: Reconciler, interval_s: float, *, min_play_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.reconciler = reconciler
         self.interval_s = interval_s
+        self.min_play_s = min_play_s
         self.clock = clock
-        self.next_at: float | None = None  # None: due at the first poll
+        self.passed_at: float | None = None  # the last pass that succeeded
+        self.owed = True                     # a pass is due whatever else holds: start-up, or one that failed
+        self.retry_at = 0.0                  # ...but not before this, after a failure
+        self.played = False                  # something played since the last pass
+        self.playing = False                 # ...and still plays: it goes on after a pass
+        self.covered = False                 # a pass ran since the last poll (on resume or while deferred)
+        self.polled_at: float | None = None  # the last poll seen
 
-    def __call__(self, polled_at: float, previous_poll_at: float | None) -> None:
-        gap = previous_poll_at is not None and polled_at - previous_poll_at > POLL_GAP_S
-        if not gap and self.next_at is not None and self.clock() < self.next_at:
+    def __call__(self, event: PollEvent) -> None:
+        self.playing = event.playing
+        self.played = self.played or event.playing
+        previous = event.previous_poll_at
+        long_stretch = previous is not None and event.polled_at - previous > self.min_play_s
+        covered, self.covered, self.polled_at = self.covered, False, event.polled_at
+        if self.owed:
+            reason = "start" if self.passed_at is None else "retry"
+        elif event.gap and long_stretch and not covered:
+            reason = "poll_gap"
+        elif event.playing and not event.was_playing and long_stretch:
+            reason = "playback_seen"  # a whole play could have started and ended before this poll
+        elif self.played and self.clock() >= (self.passed_at or 0.0) + self.interval_s:
+            reason = "interval"
+        else:
             return
+        self._run(reason)
+
+    def before_resume(self, now: float) -> None:
+        if self.polled_at is None or now - self.polled_at > self.min_play_s:
+            self.covered = self._run("resume") or self.covered
+
+    def while_deferred(self, now: float) -> None:
+        if self.passed_at is None or now - self.passed_at >= FEED_SIZE * self.min_play_s:
+            self.covered = self._run("deferred") or self.covered
+
+    def _run(self, reason: str) -> bool:
+        now = self.clock()
+        if self.owed and now < self.retry_at:
+            return False
+        log.debug("reconcile_started", reason=reason)
         try:
             self.reconciler.run_once()
         except AuthError:
@@ -203,12 +250,15 @@ class ReconcileHook:
         except (ApiError, StoreUnavailable) as exc:
             log.warning("reconcile_failed", error=str(exc), status=getattr(exc, "status", None))
             # A 403 (a token authorized without user-read-recently-played) will not pass soon.
-            retry = self.interval_s if isinstance(exc, Forbidden) else min(self.interval_s, RETRY_S)
-            self.next_at = self.clock() + retry
-            return
+            self._failed(now, self.interval_s if isinstance(exc, Forbidden) else min(self.interval_s, RETRY_S))
+            return False
         except Exception as exc:  # noqa: BLE001 - a reconciler bug must not stop the recording
             log.error("reconcile_crashed", error=repr(exc),
                       exc_info=not isinstance(exc, SpotifyLoggerError))
-            self.next_at = self.clock() + self.interval_s
-            return
-        self.next_at = self.clock() + self.interval_s
+            self._failed(now, self.interval_s)
+            return False
+        self.passed_at, self.owed, self.played = self.clock(), False, self.playing
+        return True
+
+    def _failed(self, now: float, retry_s: float) -> None:
+        self.owed, self.retry_at = True, now + retry_s

@@ -30,7 +30,10 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", repr=False)
     state_dir: Path = Path("~/.local/state/spotify-logger").expanduser()
     poll_interval: float = 5.0
-    max_poll_interval: float = 30.0
+    # While playing, the near-end poll makes most of the calls; this caps the gap before it only
+    # in long items (an episode) while the budget has room. A tighter budget stretches it.
+    max_poll_interval: float = 300.0
+    idle_max_interval: float = 600.0
     min_play_ms: int = 30_000
     end_grace_s: float = 300.0
     reconcile_interval_s: float = 900.0
@@ -67,14 +70,17 @@ class Settings:
         defaults["state_dir"] = _default_state_dir(env)
         defaults["log_format"] = "console" if isatty else "json"
         values = {attr: get(name, defaults[attr], convert) for name, attr, convert in _VARIABLES}
-        if not env.get("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "").strip():
-            values["max_poll_interval"] = max(defaults["max_poll_interval"], values["poll_interval"])
+        for attr, name in (("max_poll_interval", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL"),
+                           ("idle_max_interval", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL")):
+            if not env.get(name, "").strip():
+                values[attr] = max(defaults[attr], values["poll_interval"])
         _check_floors(env, values)
-        if values["max_poll_interval"] < values["poll_interval"]:
-            raise ConfigError(
-                f"SPOTIFY_LOGGER_MAX_POLL_INTERVAL ({values['max_poll_interval']}) must not be below "
-                f"SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
-            )
+        for attr, name in (("max_poll_interval", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL"),
+                           ("idle_max_interval", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL")):
+            if values[attr] < values["poll_interval"]:
+                raise ConfigError(
+                    f"{name} ({values[attr]}) must not be below SPOTIFY_LOGGER_POLL_INTERVAL ({values['poll_interval']})"
+                )
         _check_budget(values["request_budget"], values["request_budget_window_s"])
         return cls(**values)
 
@@ -197,6 +203,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     # Ranges: README's configuration table says the same. Floors relax on a loopback API (converters.py).
     ("SPOTIFY_LOGGER_POLL_INTERVAL", "poll_interval", seconds(1, 3_600)),
     ("SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "max_poll_interval", seconds(1, 86_400)),
+    ("SPOTIFY_LOGGER_IDLE_MAX_INTERVAL", "idle_max_interval", seconds(1, 86_400)),
     ("SPOTIFY_LOGGER_MIN_PLAY_MS", "min_play_ms", whole(0, 3_600_000, "ms")),
     ("SPOTIFY_LOGGER_END_GRACE", "end_grace_s", seconds(1, 86_400)),
     ("SPOTIFY_LOGGER_RECONCILE_INTERVAL", "reconcile_interval_s", seconds(60, 86_400)),

@@ -33,7 +33,7 @@ from .logs import get_logger
 from .loop import Poller, PollHook
 from .notify import Notifier
 from .openplay import OpenPlayMirror
-from .schedule import Schedule
+from .schedule import BudgetGauge, Schedule
 from .spool import Spool
 from .store import Store, connect
 from .tokenstore import TokenStore
@@ -84,13 +84,23 @@ class Parts:
         return cls(settings, store, auth, cooldown, client, writer, stop, mirror, budget)
 
     def poller(self, *, restored: OpenPlay | None = None, hooks: list[PollHook] | None = None,
-               on_progress: Callable[[], None] = lambda: None) -> Poller:
+               on_progress: Callable[[], None] = lambda: None, budget: BudgetGauge | None = None) -> Poller:
         """The poll loop over these parts, wired as the daemon runs it (the demo and the
-        benchmarks use it too, so they measure and show the real thing)."""
+        benchmarks use it too, so they measure and show the real thing). It paces itself by
+        the request budget, or by `budget` (a test's stand-in)."""
         s = self.settings
+        budget = budget or self.budget.last_view  # no I/O: the poll's own spend brings it up to date
         tracker = PlayTracker(min_play_ms=s.min_play_ms, end_grace_ms=int(s.end_grace_s * 1000), restored=restored)
-        return Poller(self.client, tracker, self.writer, Schedule(s.poll_interval, s.max_poll_interval),
+        schedule = Schedule(s.poll_interval, s.max_poll_interval, s.idle_max_interval, budget=budget,
+                            shortest_play_s=s.min_play_ms / 1000)
+        return Poller(self.client, tracker, self.writer, schedule,
                       stop=self.stop, on_progress=on_progress, after_poll=hooks, mirror=self.mirror)
+
+    def reconcile_hook(self) -> ReconcileHook:
+        """recently-played as the poller's safety net (backfill.ReconcileHook says when)."""
+        s = self.settings
+        return ReconcileHook(Reconciler(self.client, self.store), s.reconcile_interval_s,
+                             min_play_s=s.min_play_ms / 1000)
 
 
 class Signals:
@@ -140,8 +150,7 @@ def _run(settings: Settings, client: "redis.Redis[str]", lease: Lease, ttl: floa
     signals = Signals(stop)
     signals.install()
     parts = Parts.build(settings, stop, redis_client=client, lease=lease)
-    # Backfill what recently-played holds at start-up, after gaps between polls, and periodically.
-    hooks: list[PollHook] = [ReconcileHook(Reconciler(parts.client, parts.store), settings.reconcile_interval_s)]
+    hooks: list[PollHook] = [parts.reconcile_hook()]
     poller = parts.poller(restored=_restore(parts, stop), hooks=hooks, on_progress=notifier.watchdog)
     tracker = poller.tracker
     outcome: list[int] = []

@@ -26,7 +26,7 @@ from .store import Memory, Store, StoreError, connect
 from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
 from .tokenstore import TokenStore
 
-STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval means the poller is down
+STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval (idle or playing) means the poller is down
 
 
 @dataclass
@@ -146,7 +146,8 @@ def _local(settings: Settings, now: float, h: Health, store: Store | None) -> He
                           f"{h.cooldown_remaining_s:.0f}s; lower SPOTIFY_LOGGER_REQUEST_BUDGET")
     h.spool_bytes = Spool.in_state_dir(settings.state_dir).size()
     h.poller_lock = lock_holder(settings.state_dir)
-    allowed_s = STALE_POLL_FACTOR * settings.max_poll_interval + max(h.cooldown_remaining_s, budget_wait_s)
+    longest = max(settings.max_poll_interval, settings.idle_max_interval)
+    allowed_s = STALE_POLL_FACTOR * longest + max(h.cooldown_remaining_s, budget_wait_s)
     if h.last_poll_at is not None and now - h.last_poll_at > allowed_s:
         h.poll_stale = True
         h.problems.append("no successful poll recently: is the poller running?"

@@ -126,8 +126,10 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
         base = Settings(
             client_id=sim.client_id, client_secret=sim.client_secret, api_url=sim.api_url,
             accounts_url=sim.accounts_url, redis_url=redis_url, state_dir=tmp_path / "state",
-            poll_interval=0.2, max_poll_interval=1.0, min_play_ms=2_000, end_grace_s=2.0,
+            poll_interval=0.2, max_poll_interval=1.0, idle_max_interval=1.0, min_play_ms=2_000, end_grace_s=2.0,
             connect_timeout=1.0, read_timeout=1.0, log_format="json",
+            # Time is compressed, so is the budget's window: a day's pace would stretch every gap.
+            request_budget_window_s=10.0,
         )
         settings = dataclasses.replace(base, **overrides)
         if token:

@@ -140,7 +140,7 @@ class FakePlayer:
     def __init__(self, body: dict[str, Any] | None = None) -> None:
         self.body = body
 
-    def player(self) -> dict[str, Any] | None:
+    def player(self, *, reserve: int = 0) -> dict[str, Any] | None:
         return self.body
 
 

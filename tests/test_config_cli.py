@@ -21,7 +21,7 @@ def test_defaults() -> None:
     assert s.api_url == "https://api.spotify.com/v1" and s.accounts_url == "https://accounts.spotify.com"
     assert s.redis_url == "redis://localhost:6379/0"
     assert s.state_dir == Path("/home/pi/.local/state/spotify-logger")
-    assert (s.poll_interval, s.max_poll_interval, s.min_play_ms) == (5.0, 30.0, 30_000)
+    assert (s.poll_interval, s.max_poll_interval, s.idle_max_interval, s.min_play_ms) == (5.0, 300.0, 600.0, 30_000)
     assert s.log_format == "json" and s.client_id is None and s.uses_pkce
     assert Settings.from_env({}, isatty=True).log_format == "console"
 
@@ -54,9 +54,15 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
     assert info.value.exit_code == 78
 
 
-def test_max_interval_below_min_is_refused() -> None:
-    with pytest.raises(ConfigError, match="MAX_POLL_INTERVAL"):
-        Settings.from_env({"SPOTIFY_LOGGER_POLL_INTERVAL": "10", "SPOTIFY_LOGGER_MAX_POLL_INTERVAL": "5"})
+@pytest.mark.parametrize("name", ["SPOTIFY_LOGGER_MAX_POLL_INTERVAL", "SPOTIFY_LOGGER_IDLE_MAX_INTERVAL"])
+def test_max_interval_below_min_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"SPOTIFY_LOGGER_POLL_INTERVAL": "10", name: "5"})
+
+
+def test_a_long_poll_interval_raises_the_default_maxima() -> None:
+    s = Settings.from_env({"SPOTIFY_LOGGER_POLL_INTERVAL": "900"})
+    assert (s.max_poll_interval, s.idle_max_interval) == (900.0, 900.0)
 
 
 def test_redis_password_is_not_echoed_in_errors() -> None:

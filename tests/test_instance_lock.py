@@ -40,7 +40,8 @@ def poller(spawn: Callable[..., Proc], settings: Settings) -> Proc:
 
 def quick_lease(settings: Settings) -> Settings:
     """Settings whose lease TTL is the floor (5 s): short polls and timeouts."""
-    return dataclasses.replace(settings, max_poll_interval=0.5, connect_timeout=0.5, read_timeout=0.5)
+    return dataclasses.replace(settings, max_poll_interval=0.5, idle_max_interval=0.5, connect_timeout=0.5,
+                               read_timeout=0.5)
 
 
 def counted_once(client: Any) -> None:

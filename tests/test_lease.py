@@ -37,11 +37,12 @@ def a_batch() -> Batch:
 
 def test_the_ttl_is_a_few_of_the_longest_gaps_between_writes_with_a_floor() -> None:
     defaults = Settings()
-    assert lease_ttl_s(defaults) == LEASE_GAPS * (30.0 + defaults.connect_timeout + defaults.read_timeout)
-    slower = dataclasses.replace(defaults, max_poll_interval=300.0)
-    assert lease_ttl_s(slower) == LEASE_GAPS * (300.0 + defaults.connect_timeout + defaults.read_timeout)
-    fast = dataclasses.replace(defaults, poll_interval=0.1, max_poll_interval=0.1, connect_timeout=0.1,
-                               read_timeout=0.1)
+    # The idle cap (600 s) is the longest gap by default.
+    assert lease_ttl_s(defaults) == LEASE_GAPS * (600.0 + defaults.connect_timeout + defaults.read_timeout)
+    slower = dataclasses.replace(defaults, max_poll_interval=900.0)
+    assert lease_ttl_s(slower) == LEASE_GAPS * (900.0 + defaults.connect_timeout + defaults.read_timeout)
+    fast = dataclasses.replace(defaults, poll_interval=0.1, max_poll_interval=0.1, idle_max_interval=0.1,
+                               connect_timeout=0.1, read_timeout=0.1)
     assert lease_ttl_s(fast) == MIN_TTL_S
 
 

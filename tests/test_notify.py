@@ -102,7 +102,7 @@ class FakeClient:
         self.release = threading.Event()
         self.rate_limited_until: float | None = None
 
-    def player(self) -> Any:
+    def player(self, *, reserve: int = 0) -> Any:
         if self.rate_limited_until is not None:
             raise RateLimited("cooldown", until=self.rate_limited_until)
         if self.hang.is_set():

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from spotify_logger import keys
-from spotify_logger.backfill import FEED_SIZE, POLL_GAP_S, ReconcileHook, Reconciler, recent_gaps
+from spotify_logger.backfill import FEED_SIZE, ReconcileHook, Reconciler, recent_gaps
 from spotify_logger.errors import ApiError, Forbidden, InvalidGrant, RateLimited, StoreUnavailable
 from spotify_logger.extract import extract
+from spotify_logger.loop import PollEvent
 from spotify_logger.timeutil import iso_to_ms
 from spotify_logger.reconcile import MATCH_SLACK_MS, RecentItem, StoredPlay, new_play, parse_item, reconcile
 from spotify_logger.simulator import track
@@ -290,24 +291,111 @@ class FakeReconciler:
             raise self.errors.pop(0)
 
 
-def test_the_hook_runs_at_start_up_on_a_gap_and_every_interval() -> None:
-    now = [1000.0]
-    fake = FakeReconciler()
-    hook = ReconcileHook(fake, 900, clock=lambda: now[0])  # type: ignore[arg-type]
-    hook(now[0], None)
+def poll(now: float, previous: float | None, *, playing: bool = True, was_playing: bool = True,
+         gap: bool = False) -> PollEvent:
+    return PollEvent(now, previous, playing, was_playing, gap)
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hook_with(fake: "FakeReconciler", clock: "Clock", interval: float = 900) -> ReconcileHook:
+    return ReconcileHook(fake, interval, min_play_s=30, clock=clock)  # type: ignore[arg-type]
+
+
+def test_the_hook_runs_at_start_up_on_a_gap_and_every_interval_while_playing() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None))
     assert fake.runs == 1                              # the first poll: start-up
-    now[0] += 5
-    hook(now[0], now[0] - 5)
+    clock.now += 5
+    hook(poll(clock.now, clock.now - 5))
     assert fake.runs == 1                              # a normal poll: nothing due
-    now[0] += POLL_GAP_S + 1
-    hook(now[0], now[0] - POLL_GAP_S - 1)
-    assert fake.runs == 2                              # the poller was away for over 2 minutes
-    now[0] += 899
-    hook(now[0], now[0] - 5)
+    clock.now += 31
+    hook(poll(clock.now, clock.now - 31, gap=True))
+    assert fake.runs == 2                              # polling failed for longer than a play
+    clock.now += 899
+    hook(poll(clock.now, clock.now - 5))
     assert fake.runs == 2
-    now[0] += 1
-    hook(now[0], now[0] - 5)
+    clock.now += 1
+    hook(poll(clock.now, clock.now - 5))
     assert fake.runs == 3                              # the interval
+
+
+def test_a_short_gap_cannot_hide_a_play_and_costs_no_pass() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None))
+    clock.now += 20
+    hook(poll(clock.now, clock.now - 20, gap=True))    # a burst 429 of a few seconds, say
+    assert fake.runs == 1
+
+
+def test_an_idle_day_costs_no_pass_after_the_start_up_one() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None, playing=False, was_playing=False))
+    for _ in range(144):                               # a day of idle polls, 10 minutes apart
+        clock.now += 600
+        hook(poll(clock.now, clock.now - 600, playing=False, was_playing=False))
+    assert fake.runs == 1
+
+
+def test_playback_seen_after_a_long_idle_stretch_runs_a_pass_at_once() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None, playing=False, was_playing=False))
+    clock.now += 10
+    hook(poll(clock.now, clock.now - 10, playing=True, was_playing=False))
+    assert fake.runs == 1                              # 10 s since a poll saw nothing: no play fits in
+    clock.now += 600
+    hook(poll(clock.now, clock.now - 600, playing=False, was_playing=True))
+    clock.now += 600
+    hook(poll(clock.now, clock.now - 600, playing=True, was_playing=False))
+    assert fake.runs == 2                              # a whole play could hide in those 600 s
+
+
+def test_after_playback_stops_one_more_pass_comes_then_none() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None))
+    clock.now += 300
+    hook(poll(clock.now, clock.now - 300, playing=False))     # the last play ended
+    for _ in range(20):
+        clock.now += 600
+        hook(poll(clock.now, clock.now - 600, playing=False, was_playing=False))
+    assert fake.runs == 2                              # the interval after the last play, once
+
+
+def test_a_cooldown_that_could_hide_plays_is_followed_by_a_pass_before_polling() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None))
+    clock.now += 5
+    hook.before_resume(clock.now)                      # a burst limit of 5 s: nothing could hide
+    assert fake.runs == 1
+    clock.now += 13 * 3600
+    hook.before_resume(clock.now)                      # QUOTA_EXCEEDED for 13 hours
+    assert fake.runs == 2
+    clock.now += 1
+    hook(poll(clock.now, clock.now - 13 * 3600 - 6, gap=True))
+    assert fake.runs == 2                              # the gap is read already
+
+
+def test_while_deferred_a_pass_runs_once_per_feed_of_shortest_plays() -> None:
+    clock, fake = Clock(), FakeReconciler()
+    hook = hook_with(fake, clock)
+    hook(poll(clock.now, None))
+    for _ in range(6 * 60):                            # six hours deferred, a look every minute
+        clock.now += 60
+        hook.while_deferred(clock.now)
+    # 50 plays of 30 s take 25 minutes: one pass every 25 minutes keeps up with the feed.
+    assert fake.runs == 1 + (6 * 60) // 25
 
 
 @pytest.mark.parametrize("error", [ApiError("boom", status=500), RateLimited("429", until=0.0),
@@ -316,16 +404,16 @@ def test_the_hook_never_crashes_the_poller_and_retries_soon(error: BaseException
     now = [1000.0]
     fake = FakeReconciler(error)
     hook = ReconcileHook(fake, 900, clock=lambda: now[0])  # type: ignore[arg-type]
-    hook(now[0], None)
+    hook(poll(now[0], None))
     now[0] += 59
-    hook(now[0], now[0] - 5)
+    hook(poll(now[0], now[0] - 5))
     assert fake.runs == 1
     now[0] += 901 if isinstance(error, (ValueError, Forbidden)) else 1   # these wait for the interval
-    hook(now[0], now[0] - 5)
+    hook(poll(now[0], now[0] - 5, playing=False))     # owed: it runs even with nothing playing
     assert fake.runs == 2
 
 
 def test_a_lost_authorization_reaches_the_poller() -> None:
     hook = ReconcileHook(FakeReconciler(InvalidGrant("revoked")), 900)  # type: ignore[arg-type]
     with pytest.raises(InvalidGrant):
-        hook(1000.0, None)
+        hook(poll(1000.0, None))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from spotify_logger.extract import Snapshot
-from spotify_logger.schedule import Schedule
+from spotify_logger.schedule import Schedule, reserve_for
 
 
 def playing(progress_ms: int, duration_ms: int | None = 200_000, *, kind: str = "track",
@@ -46,8 +48,17 @@ def test_idle_backs_off_step_by_step_up_to_the_max(schedule: Schedule) -> None:
 
 def test_the_poll_that_sees_playback_stop_starts_the_backoff_at_the_interval(schedule: Schedule) -> None:
     schedule.after_poll(playing(1_000), changed=False)
-    assert schedule.after_poll(IDLE, changed=True) == 5.0
-    assert schedule.after_poll(IDLE, changed=False) == 10.0
+    assert schedule.after_poll(IDLE, changed=False) == 10.0  # the play stays open for END_GRACE
+    assert schedule.after_poll(IDLE, changed=False) == 20.0
+
+
+def test_a_play_closing_after_end_grace_does_not_restart_the_backoff() -> None:
+    schedule = Schedule(5.0, 30.0, 600.0)
+    schedule.after_poll(playing(1_000), changed=False)
+    assert [schedule.after_poll(IDLE, changed=False) for _ in range(5)][-1] == 160.0
+    assert schedule.after_poll(IDLE, changed=True) == 320.0   # END_GRACE passed: the play closed
+    ad = Snapshot(kind="ad", is_playing=True, progress_ms=3_000)
+    assert schedule.after_poll(ad, changed=True) == 5.0       # an ad ended the play: someone is there
 
 
 def test_paused_backs_off_and_resuming_goes_back_to_near_end(schedule: Schedule) -> None:
@@ -94,3 +105,83 @@ def test_the_slack_scales_with_the_interval() -> None:
 def test_inconsistent_bounds_are_refused(interval: float, max_interval: float) -> None:
     with pytest.raises(ValueError):
         Schedule(interval, max_interval)
+
+
+# --- idle backoff and the budget's pace ---------------------------------------------------
+
+@dataclass
+class FakeBudget:
+    """A budget view as budget.RequestBudget.view() gives it, set by hand."""
+
+    calls_left: int = 1000
+    limit: int = 1000
+    window_s: float = 86_400.0
+    next_free_in_s: float = 0.0
+
+    def __call__(self) -> "FakeBudget":
+        return self
+
+
+def with_budget(budget: FakeBudget) -> Schedule:
+    # The defaults: POLL_INTERVAL 5, MAX_POLL_INTERVAL 300, IDLE_MAX_INTERVAL 600, MIN_PLAY_MS 30 s.
+    return Schedule(5.0, 300.0, 600.0, budget=budget, shortest_play_s=30.0)
+
+
+def test_idle_backs_off_to_its_own_maximum_while_playing_keeps_its_cap() -> None:
+    schedule = Schedule(5.0, 30.0, 600.0)
+    assert [schedule.after_poll(IDLE, changed=False) for _ in range(9)] == [
+        10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0, 600.0, 600.0]
+    assert schedule.after_poll(playing(10_000), changed=False) == 30.0
+
+
+def test_the_reserve_covers_a_pass_per_feed_of_shortest_plays_for_a_whole_window() -> None:
+    # 50 plays of 30 s fill the feed in 25 minutes: 58 passes a day, two calls each.
+    assert reserve_for(FakeBudget(), 30.0) == 116
+    assert reserve_for(FakeBudget(window_s=86_400 / 60), 0.5) == 116     # the same, scaled by 60
+    assert reserve_for(FakeBudget(limit=100), 30.0) == 50                # never more than half
+
+
+def test_a_fresh_budget_leaves_the_caps_as_configured() -> None:
+    schedule = with_budget(FakeBudget())
+    assert schedule.pace() == pytest.approx(86_400 / (1000 - 116))        # about 98 s: below both caps
+    assert schedule.after_poll(playing(0, 3_600_000, kind="episode"), False) == 300.0
+    assert schedule.after_poll(playing(10_000), False) == pytest.approx(191.0)  # the expected end (+1 s)
+    assert schedule.defer_s() == 0.0
+
+
+def test_a_tight_budget_stretches_the_cap_up_to_the_expected_end() -> None:
+    budget = FakeBudget(calls_left=116 + 100)                            # 100 calls to spend in a day
+    schedule = with_budget(budget)
+    assert schedule.pace() == pytest.approx(864.0)
+    # A 45-minute episode is polled every 864 s instead of every 300 s...
+    assert schedule.after_poll(playing(0, 2_700_000, kind="episode"), False) == pytest.approx(864.0)
+    # ...but a track is still polled near its end, and right after a change.
+    assert schedule.after_poll(playing(10_000), False) == pytest.approx(191.0)
+    assert schedule.after_poll(playing(1_000), True) == 5.0
+    # Idle polls stretch too.
+    assert [schedule.after_poll(IDLE, False) for _ in range(9)][-1] == pytest.approx(864.0)
+
+
+def test_a_nearly_spent_budget_still_looks_in_once_per_feed_of_shortest_plays() -> None:
+    schedule = with_budget(FakeBudget(calls_left=117))
+    assert schedule.pace() == 1500.0
+    assert schedule.after_poll(playing(0, 2_700_000, kind="episode"), False) == 1500.0
+
+
+def test_the_poller_never_spends_the_reserve() -> None:
+    budget = FakeBudget(calls_left=117, next_free_in_s=42.0)
+    schedule = with_budget(budget)
+    assert schedule.defer_s() == 0.0
+    budget.calls_left = 116
+    assert schedule.defer_s() == 42.0                                    # until the window frees a call
+    budget.next_free_in_s = 0.0
+    assert schedule.defer_s() == 5.0                                     # never a busy loop
+
+
+def test_the_slack_and_the_pace_scale_with_every_duration() -> None:
+    full = with_budget(FakeBudget(calls_left=300))
+    scaled = Schedule(5.0 / 60, 5.0, 10.0, budget=FakeBudget(calls_left=300, window_s=1440.0), shortest_play_s=0.5)
+    assert scaled.pace() == pytest.approx(full.pace() / 60)
+    episode = playing(0, 2_700_000, kind="episode")
+    assert scaled.after_poll(playing(0, 2_700_000 // 60, kind="episode"), False) == pytest.approx(
+        full.after_poll(episode, False) / 60)

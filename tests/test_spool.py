@@ -3,6 +3,7 @@ replay, damage that is skipped instead of crashing, and `status` showing what wa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -23,7 +24,7 @@ from spotify_logger.commands.status import render
 from spotify_logger.config import Settings
 from spotify_logger.errors import StoreUnavailable
 from spotify_logger.extract import Snapshot
-from spotify_logger.loop import Poller
+from spotify_logger.loop import PollEvent, Poller
 from spotify_logger.schedule import Schedule
 from spotify_logger.simulator import track
 from spotify_logger.spool import Spool
@@ -276,20 +277,33 @@ def test_poll_hooks_wait_until_the_spool_is_replayed(spool: Spool, fake_redis: A
                          "item": {"type": "track", "uri": "spotify:track:A", "id": "A", "name": "A",
                                   "duration_ms": 6_000, "artists": [{"name": "X", "id": "x"}]}})
     calls: list[tuple[float, float | None]] = []
-    clock = iter(float(t) for t in range(1_700_000_000, 1_700_000_100))
+
+    class Hook:
+        def __call__(self, event: PollEvent) -> None:
+            calls.append((event.polled_at, event.previous_poll_at))
+
+        def before_resume(self, now: float) -> None:
+            calls.append((now, -1.0))
+
+        def while_deferred(self, now: float) -> None:
+            calls.append((now, -2.0))
+
+    clock = itertools.count(1_700_000_000.0)
     store = FlakyStore(fake_redis)
     poller = Poller(player, PlayTracker(min_play_ms=2_000, end_grace_ms=2_000), Writer(store, spool),  # type: ignore[arg-type]
-                    Schedule(1.0, 1.0), stop=threading.Event(), clock=lambda: next(clock),
-                    after_poll=[lambda at, previous: calls.append((at, previous))])
+                    Schedule(1.0, 1.0), stop=threading.Event(), clock=lambda: float(next(clock)),
+                    after_poll=[Hook()])
     poller.poll_once()
+    assert len(calls) == 1 and calls[0][1] is None
+    first = calls[0][0]
     store.down = True
     poller.poll_once()
     store.down = False
     fill(spool, session()[:1])       # Redis is back, but a play still waits in the spool...
-    assert calls == [(1_700_000_000.0, None)]
+    assert len(calls) == 1
     poller.poll_once()               # ...until this poll's write replays it first
     assert spool.size() == 0
-    assert calls == [(1_700_000_000.0, None), (1_700_000_002.0, 1_700_000_000.0)]
+    assert len(calls) == 2 and calls[1][1] == first and calls[1][0] > first
 
 
 def test_backfill_and_import_refuse_while_plays_wait_in_the_spool(sim_factory, settings_for, redis_server,

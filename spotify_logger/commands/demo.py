@@ -40,7 +40,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
                 demo = dataclasses.replace(
                     settings, api_url=sim.api_url, accounts_url=sim.accounts_url, client_id="sim-client",
                     client_secret=None, state_dir=Path(tmp) / "state", poll_interval=0.5, max_poll_interval=3.0,
-                    min_play_ms=DEMO_MIN_PLAY_MS, end_grace_s=4.0,
+                    idle_max_interval=3.0, min_play_ms=DEMO_MIN_PLAY_MS, end_grace_s=4.0,
+                    # A short window: the budget's pace for a day would stretch the demo's gaps.
+                    request_budget_window_s=600.0,
                     redis_url=server.url if server else "redis://in-memory",
                 )
                 TokenStore(demo.token_file).save(Tokens(refresh_token=sim.current_refresh_token))
