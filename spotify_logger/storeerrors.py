@@ -143,6 +143,9 @@ def _response_error(exc: redis.ResponseError, client: "redis.Redis[str] | None")
     if any(phrase in text for phrase in _WRONG_DB):
         return StoreMisconfigured("REDIS_URL names a database this Redis does not have (see its `databases` "
                                   "setting; the default is 0-15)")
+    if "Client names cannot contain" in text:  # CLIENT SETNAME, sent on connect from ?client_name=
+        return StoreMisconfigured("REDIS_URL: Redis refused the client_name option (printable ASCII with no "
+                                  "spaces only)")
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return StoreMisconfigured(f"REDIS_URL: Redis's ACL does not let this user run spotify-logger's commands "
                                   f"({text})")

@@ -189,3 +189,36 @@ def test_an_option_redis_py_cannot_read_is_a_setting(redis_server: RedisServer,
     code, _, err = run_cli(capsys, f"redis://:s3cret@127.0.0.1:{redis_server.port}/0?socket_timeout=abc", "export")
     assert code == 78, err
     one_line_naming_redis_url(err)
+
+
+def test_a_client_name_redis_refuses_is_a_setting(redis_server: RedisServer,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # redis-py sends CLIENT SETNAME on connect; Redis refused "a b" at the first command: exit 70.
+    code, _, err = run_cli(capsys, f"redis://127.0.0.1:{redis_server.port}/0?client_name=a%20b", "stats", "top",
+                           "tracks")
+    assert code == 78, err
+    one_line_naming_redis_url(err)
+    assert "client_name" in err
+
+
+def test_redis_refusing_the_client_name_is_translated_as_a_setting(redis_server: RedisServer) -> None:
+    """The reply itself, for a name that reached Redis some other way (a caller's own client)."""
+    from spotify_logger.errors import StoreMisconfigured
+
+    client = redis.Redis(port=redis_server.port, client_name="a b")
+    with pytest.raises(StoreMisconfigured, match="REDIS_URL.*client_name"):
+        with translate_redis_errors(client):
+            client.ping()
+
+
+@pytest.mark.slow
+def test_the_poller_with_a_refused_client_name_stops_for_good(redis_server: RedisServer,
+                                                              sim_factory: Callable[..., Any],
+                                                              settings_for: Callable[..., Any],
+                                                              spawn: Callable[..., Proc]) -> None:
+    settings = settings_for(sim_factory(), redis_server.url)
+    url = f"redis://127.0.0.1:{redis_server.port}/0?client_name=a%20b"
+    proc = spawn(run_py_cmd(), {**env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2"), "REDIS_URL": url})
+    assert proc.wait(timeout=20) == 78, "\n".join(proc.lines)
+    assert len(proc.events("child_started")) <= 1, "a bad option is no reason to restart"
+    assert "REDIS_URL" in "\n".join(proc.lines)
