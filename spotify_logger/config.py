@@ -173,6 +173,16 @@ def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
+def log_format_of(env: Mapping[str, str] | None = None, *, isatty: bool | None = None) -> str:
+    """The log format the environment asks for, when the Settings cannot be built: a start-up
+    error goes to the journal (json) like every other line of `run`."""
+    env = os.environ if env is None else env
+    raw = (env.get("SPOTIFY_LOGGER_LOG_FORMAT") or "").strip()
+    if raw in ("json", "console"):
+        return raw
+    return "console" if (sys.stderr.isatty() if isatty is None else isatty) else "json"
+
+
 def _log_format(raw: str) -> str:
     if raw not in ("json", "console"):
         raise ValueError("expected json or console")
