@@ -75,15 +75,15 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
         h.redis_error = str(exc)
         h.problems.append(str(exc))
         return _local(settings, now, h, None)
-    _redis(store, h)
+    _redis(store, h, settings.client_id)
     return _local(settings, now, h, store)
 
 
-def _redis(store: Store, h: Health) -> None:
+def _redis(store: Store, h: Health, client_id: str | None) -> None:
     """Reachable means every read below answered, not just the PING: one verdict, one problem.
     A foreign key or a full store is Redis reachable, with that as the problem."""
     try:
-        found = _foreign_keys(store)
+        found = _foreign_keys(store, client_id)
         h.foreign_keys = [name for name, _, _ in found]
         if found:
             h.problems.append(str(foreign_key_error(found)))
@@ -128,13 +128,14 @@ def _memory(store: Store) -> Memory | None:
         return None
 
 
-def _foreign_keys(store: Store) -> list[tuple[str, str, str]]:
+def _foreign_keys(store: Store, client_id: str | None) -> list[tuple[str, str, str]]:
     with translate_redis_errors(store.redis):
-        return foreign_keys(store.redis)
+        return foreign_keys(store.redis, client_id=client_id)
 
 
 def _local(settings: Settings, now: float, h: Health, store: Store | None) -> Health:
-    usable = store is not None and h.redis_reachable and keys.COOLDOWN not in h.foreign_keys
+    # What a foreign key holds is not ours to read (the app's cooldown key is one of the budget's).
+    usable = store is not None and h.redis_reachable and not h.foreign_keys
     cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if usable else None,
                                      clock=lambda: now, client_id=settings.client_id)
     cooldown.load()

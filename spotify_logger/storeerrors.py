@@ -49,11 +49,15 @@ class _WrongType(redis.ResponseError):
         self.foreign = foreign
 
 
-def foreign_keys(client: "redis.Redis[str]", extra: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+def foreign_keys(client: "redis.Redis[str]", extra: Sequence[str] = (),
+                 client_id: str | None = None) -> list[tuple[str, str, str]]:
     """(key, type found, type expected) for each of our keys that holds another type: the fixed
-    keys, and `extra` (play keys, which are hashes). One round trip; called on a WRONGTYPE and
-    by `status`, never on the poll path."""
-    names = [*KEY_TYPES, *(k for k in extra if k not in KEY_TYPES)]
+    keys, the budget and cooldown keys of `client_id`, and `extra` (keys a command named). One
+    round trip; called on a WRONGTYPE, at start and by `status`/`check`, never on the poll path."""
+    expected = {**KEY_TYPES, **(keys.client_key_types(client_id) if client_id else {})}
+    for name in extra:
+        expected.setdefault(name, keys.client_key_type(name) or "hash")  # else a play key
+    names = list(expected)
     with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.type(name)
@@ -61,9 +65,8 @@ def foreign_keys(client: "redis.Redis[str]", extra: Sequence[str] = ()) -> list[
     out = []
     for name, kind in zip(names, found):
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        expected = KEY_TYPES.get(name, "hash")
-        if kind not in ("none", expected):
-            out.append((name, kind, expected))
+        if kind not in ("none", expected[name]):
+            out.append((name, kind, expected[name]))
     return out
 
 
@@ -91,14 +94,15 @@ class NamingClient(redis.Redis):  # type: ignore[type-arg]
 
 
 def _keys_of(args: Sequence[Any]) -> list[str]:
-    """The play keys a command names: a script's KEYS, or a plain command's first argument."""
+    """Our keys a command names (plays, budget, cooldown): a script's KEYS, or a plain command's
+    first argument."""
     if not args:
         return []
     if str(args[0]).upper() in ("EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO") and len(args) > 2:
         named = args[3:3 + int(args[2])]
     else:
         named = args[1:2]
-    return [str(k) for k in named if isinstance(k, str) and keys.is_play_key(k)]
+    return [k for k in named if isinstance(k, str) and (keys.is_play_key(k) or keys.client_key_type(k))]
 
 
 @contextmanager
