@@ -23,7 +23,7 @@ from .keys import int_field
 from .lease import read_lease
 from .spool import Spool
 from .store import Memory, Store, StoreError, connect
-from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
+from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors, write_refusal
 from .tokenstore import TokenStore
 
 STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval means the poller is down
@@ -40,6 +40,7 @@ class Health:
     redis_reachable: bool = False
     redis_error: str | None = None   # reachable, but unusable as REDIS_URL says (password, db, not Redis)
     redis_full: bool = False         # at maxmemory, with a policy that evicts nothing: writes are refused
+    redis_refusing: str | None = None  # READONLY (a replica) or MISCONF (a failed save): writes are refused
     redis_memory: dict[str, Any] | None = None   # used_memory, maxmemory (bytes), maxmemory_policy
     foreign_keys: list[str] = field(default_factory=list)  # our key names holding another type
     last_poll_at: float | None = None
@@ -88,6 +89,7 @@ def _redis(store: Store, h: Health, client_id: str | None) -> None:
         if found:
             h.problems.append(str(foreign_key_error(found)))
         h.redis_reachable = True
+        _refusal(store, h)
         memory = _memory(store)
         if memory is None:
             return _status(store, h)
@@ -119,6 +121,17 @@ def _status(store: Store, h: Health) -> None:
     lease = None if keys.LEASE in h.foreign_keys else read_lease(store.redis)
     if lease is not None:
         h.poller_lease, h.poller_lease_ttl_s = lease[0], round(lease[1], 1)
+
+
+def _refusal(store: Store, h: Health) -> None:
+    try:
+        h.redis_refusing = write_refusal(store.redis)
+    except StoreError:
+        return
+    if h.redis_refusing:
+        why = ("it is a read-only replica (REPLICAOF)" if h.redis_refusing == "READONLY" else
+               "its last save to disk failed and stop-writes-on-bgsave-error is on (see Redis's log)")
+        h.problems.append(f"Redis refuses writes ({h.redis_refusing}): {why}; plays wait in the spool")
 
 
 def _memory(store: Store) -> Memory | None:

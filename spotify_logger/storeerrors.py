@@ -105,6 +105,36 @@ def _keys_of(args: Sequence[Any]) -> list[str]:
     return [k for k in named if isinstance(k, str) and (keys.is_play_key(k) or keys.client_key_type(k))]
 
 
+def write_refusal(client: "redis.Redis[str]") -> str | None:
+    """READONLY or MISCONF when Redis answers but would refuse a write, for `status` (a poller
+    meets it as a write error and spools): a read-only replica, or a failed background save with
+    stop-writes-on-bgsave-error (or a failed AOF write). One round trip, never on the poll path;
+    a CONFIG that is renamed or denied counts as Redis's default."""
+    with translate_redis_errors(client):
+        with client.pipeline(transaction=False) as pipe:
+            pipe.info("replication")
+            pipe.info("persistence")
+            for name in ("replica-read-only", "stop-writes-on-bgsave-error", "save"):
+                pipe.config_get(name)
+            replication, persistence, *config = pipe.execute(raise_on_error=False)
+    if isinstance(replication, Exception) or isinstance(persistence, Exception):
+        return None  # INFO renamed or denied: no verdict
+    read_only, stop_writes, save = (_config(c, name, default) for c, (name, default) in
+                                    zip(config, (("replica-read-only", "yes"), ("stop-writes-on-bgsave-error", "yes"),
+                                                 ("save", "3600 1"))))
+    if replication.get("role") == "slave" and read_only == "yes":
+        return "READONLY"
+    if (persistence.get("rdb_last_bgsave_status") == "err" and stop_writes == "yes" and save.strip()) or (
+            persistence.get("aof_enabled") == 1 and persistence.get("aof_last_write_status") == "err"):
+        return "MISCONF"
+    return None
+
+
+def _config(reply: object, name: str, default: str) -> str:
+    value = reply.get(name) if isinstance(reply, dict) else None
+    return default if value is None else str(value)
+
+
 @contextmanager
 def translate_redis_errors(client: "redis.Redis[str] | None" = None) -> Iterator[None]:
     """redis-py's errors as the package's. `client` lets a WRONGTYPE name the key even from a
