@@ -33,10 +33,11 @@ class Seconds:
 
     lo: float
     hi: float
+    loopback_lo: float = COMPRESSED_FLOOR_S  # the floor against a loopback API
 
     @property
     def floor(self) -> float:
-        return min(self.lo, COMPRESSED_FLOOR_S)
+        return min(self.lo, self.loopback_lo)
 
     @property
     def range_text(self) -> str:
@@ -69,8 +70,8 @@ class Whole:
         return value
 
 
-def seconds(lo: float, hi: float) -> Seconds:
-    return Seconds(float(lo), float(hi))
+def seconds(lo: float, hi: float, *, loopback_lo: float = COMPRESSED_FLOOR_S) -> Seconds:
+    return Seconds(float(lo), float(hi), float(loopback_lo))
 
 
 def whole(lo: int, hi: int, unit: str = "") -> Whole:
