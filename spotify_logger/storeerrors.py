@@ -158,8 +158,10 @@ def translate_redis_errors(client: "redis.Redis[str] | None" = None) -> Iterator
 def _response_error(exc: redis.ResponseError, client: "redis.Redis[str] | None") -> SpotifyLoggerError:
     text = str(exc)
     if isinstance(exc, redis.exceptions.OutOfMemoryError) or _FULL.search(text):
-        return StoreFull("Redis is full (used memory > maxmemory, and its policy evicts nothing): "
-                         "plays wait in the spool until it has room")
+        # Said by commands that spool nothing (import, check --repair; each says to run it again):
+        # the poller's store_full event names its spool itself.
+        return StoreFull("Redis is full (used memory > maxmemory, and its policy evicts nothing) and took no "
+                         "write: free memory or raise maxmemory")
     if isinstance(exc, _TRANSIENT_CLASSES) or (match := _TRANSIENT.search(text)):
         code = type(exc).__name__ if isinstance(exc, _TRANSIENT_CLASSES) else match.group(1)  # type: ignore[union-attr]
         return StoreUnavailable(f"Redis refused the write: {code}")
