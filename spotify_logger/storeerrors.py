@@ -10,6 +10,7 @@ service that is not Redis is a setting (exit 78), as is a key of the wrong type 
 from __future__ import annotations
 
 import re
+import socket
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -27,6 +28,7 @@ _TRANSIENT_CLASSES = (redis.exceptions.ReadOnlyError, redis.exceptions.MasterDow
 _FULL = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|used memory > 'maxmemory'")
 # Redis 7 answers a large command on a connection that did not log in with a protocol error.
 _NO_LOGIN = ("NOAUTH", "unauthenticated")
+_NOT_REDIS = "REDIS_URL does not point to a Redis server: what answered there does not speak Redis's protocol"
 _WRONG_DB = ("DB index is out of range", "invalid DB index")
 
 # The type of each fixed key, as the code writes it (a key that does not exist is fine).
@@ -87,10 +89,45 @@ class NamingClient(redis.Redis):  # type: ignore[type-arg]
     def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
             return super().execute_command(*args, **options)
+        except redis.ConnectionError as exc:
+            # A web server answers the first command and closes; the unread rest of it turns the
+            # close into a reset, and redis-py never sees the answer: an outage forever. Only
+            # then (never for a refused or timed-out connect, a dead Redis) ask it once directly.
+            if not isinstance(exc, redis.AuthenticationError) and _closed_on_us(exc) and not _speaks_resp(self):
+                raise redis.exceptions.InvalidResponse("not Redis") from None
+            raise
         except redis.ResponseError as exc:
             if isinstance(exc, _WrongType) or "WRONGTYPE" not in str(exc):
                 raise
             raise _WrongType(str(exc), foreign_keys(self, _keys_of(args))) from None
+
+
+def _closed_on_us(exc: redis.ConnectionError) -> bool:
+    text = str(exc)
+    return "Connection closed by server" in text or "Connection reset" in text
+
+
+def _speaks_resp(client: "redis.Redis[str]") -> bool:
+    """False only when what listens at the client's address answers an inline PING with
+    something that is not a RESP reply ('HTTP/1.0 400', '<!DOCTYPE'); True when unsure (TLS,
+    no answer, a connect that fails: an outage, not a setting)."""
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        return True  # a TLS server answers plain bytes with an alert, Redis or not
+    try:
+        if "path" in kw:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(2)
+            sock.connect(kw["path"])
+        else:
+            sock = socket.create_connection((kw.get("host", "localhost"), kw.get("port", 6379)), timeout=2)
+        with sock:
+            sock.sendall(b"PING\r\n")
+            first = sock.recv(1)
+    except OSError:
+        return True
+    return not first or first in b"+-:$*%_,#!=(|>~"
 
 
 def _keys_of(args: Sequence[Any]) -> list[str]:
@@ -145,9 +182,11 @@ def translate_redis_errors(client: "redis.Redis[str] | None" = None) -> Iterator
         raise StoreMisconfigured(f"REDIS_URL: Redis refused the login ({exc}); check the user and password in "
                                  "REDIS_URL") from None
     except redis.exceptions.InvalidResponse:
-        raise StoreMisconfigured("REDIS_URL does not point to a Redis server: what answered there does not speak "
-                                 "Redis's protocol") from None
+        raise StoreMisconfigured(_NOT_REDIS) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if client is not None and isinstance(exc, redis.ConnectionError) and _closed_on_us(exc) \
+                and not _speaks_resp(client):  # a pipeline's command, which NamingClient does not see
+            raise StoreMisconfigured(_NOT_REDIS) from None
         raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
     except redis.ResponseError as exc:
         raise _response_error(exc, client) from None
