@@ -148,6 +148,20 @@ def test_a_budget_key_met_by_the_budget_script_is_named(redis_server: RedisServe
     one_line_naming(capsys.readouterr().err, key)
 
 
+@pytest.mark.slow
+def test_the_poller_exits_78_once_naming_a_budget_key(redis_server: RedisServer, sim_factory: Callable[..., Any],
+                                                      settings_for: Callable[..., Any],
+                                                      spawn: Callable[..., Proc]) -> None:
+    settings = settings_for(sim_factory(Script((Idle(60_000),))), redis_server.url)
+    key = keys.budget_calls(settings.client_id)
+    redis_server.client().set(key, "x")
+    proc = spawn(run_py_cmd(), env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2"))
+    assert proc.wait(timeout=20) == 78, "\n".join(proc.lines[-20:])
+    assert len(proc.events("child_started")) == 1, "no restart loop"
+    failed = proc.events("startup_failed") + proc.events("poller_failed")
+    assert len(failed) == 1 and key in failed[0]["error"], failed
+
+
 # --- a foreign hash under a play key (item 6) ---------------------------------------------------
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["not-indexed", "indexed"])
