@@ -84,11 +84,12 @@ class Report:
                 ("uri", self.no_uri), ("foreign", self.foreign)]
 
 
-def check(client: "redis.Redis[str]") -> Report:
+def check(client: "redis.Redis[str]", client_id: str | None = None) -> Report:
     report = Report()
     with translate_redis_errors(client):
-        # A fixed key of another type would fail the reads below: name it (exit 78) instead.
-        found = foreign_keys(client)
+        # A fixed key of another type would fail the reads below, and one of the app's budget
+        # keys every API call: name it (exit 78) instead.
+        found = foreign_keys(client, client_id=client_id)
         if found:
             raise foreign_key_error(found)
         _check_hashes(client, report)
@@ -98,14 +99,14 @@ def check(client: "redis.Redis[str]") -> Report:
     return report
 
 
-def repair(client: "redis.Redis[str]", *, attempts: int = 3) -> Report:
+def repair(client: "redis.Redis[str]", *, attempts: int = 3, client_id: str | None = None) -> Report:
     """Rebuild the index and counters from the play hashes. Returns the report it acted on."""
     watched = (keys.INDEX, keys.TRACK_COUNTS, keys.ARTIST_COUNTS)
     for _ in range(attempts):
         with translate_redis_errors(client):
             with client.pipeline(transaction=True) as pipe:
                 pipe.watch(*watched)
-                report = check(client)
+                report = check(client, client_id)
                 pipe.multi()
                 pipe.delete(keys.TRACK_COUNTS, keys.ARTIST_COUNTS)
                 for name, counts in ((keys.TRACK_COUNTS, report.tracks), (keys.ARTIST_COUNTS, report.artists)):

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 from . import __version__, logs
 from .commands import COMMANDS, load
-from .config import Settings
+from .config import Settings, log_format_of
 from .errors import EX_SOFTWARE, EX_USAGE, SpotifyLoggerError
 
 PROG = "spotify-logger"
@@ -42,12 +42,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return EX_USAGE if exc.code not in (0, None) else 0
+    settings: Settings | None = None
     try:
         settings = Settings.from_env(env)
         logs.configure(settings.log_format, level=getattr(logging, settings.log_level.upper()))
         return int(args.handler(args, settings))
     except SpotifyLoggerError as exc:
         if args.command == "run":
+            if settings is None:  # the settings are the error: take the format from the environment
+                logs.configure(log_format_of(env))
             logs.get_logger(PROG).error("startup_failed", error=str(exc), exit_code=exc.exit_code)
         else:
             print(f"{PROG}: {exc}", file=sys.stderr)

@@ -33,10 +33,11 @@ class Seconds:
 
     lo: float
     hi: float
+    loopback_lo: float = COMPRESSED_FLOOR_S  # the floor against a loopback API
 
     @property
     def floor(self) -> float:
-        return min(self.lo, COMPRESSED_FLOOR_S)
+        return min(self.lo, self.loopback_lo)
 
     @property
     def range_text(self) -> str:
@@ -69,8 +70,8 @@ class Whole:
         return value
 
 
-def seconds(lo: float, hi: float) -> Seconds:
-    return Seconds(float(lo), float(hi))
+def seconds(lo: float, hi: float, *, loopback_lo: float = COMPRESSED_FLOOR_S) -> Seconds:
+    return Seconds(float(lo), float(hi), float(loopback_lo))
 
 
 def whole(lo: int, hi: int, unit: str = "") -> Whole:
@@ -118,6 +119,15 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _client_name(raw: str) -> str:
+    # Redis's own rule for CLIENT SETNAME, which redis-py sends on every connect: refused there,
+    # it was a "Redis error" at the first command, exit 70 and a restart loop.
+    _text(raw)
+    if not all("!" <= c <= "~" for c in raw):
+        raise ValueError("Redis takes a client name of printable ASCII with no spaces")
+    return raw
+
+
 _ANY, _TCP, _TLS = ("redis", "rediss", "unix"), ("redis", "rediss"), ("rediss",)
 # The query options of a Redis URL that redis-py reads, with their checks and the schemes whose
 # connection takes them. Any other would reach redis-py's Connection() as an unknown keyword: a
@@ -128,7 +138,7 @@ _REDIS_OPTIONS: dict[str, tuple[Callable[[str], object], tuple[str, ...]]] = {
     "socket_connect_timeout": (seconds(0.1, 300), _ANY),
     "health_check_interval": (Whole(0, 86_400, "seconds"), _ANY),
     "retry_on_timeout": (_boolean, _ANY),
-    "client_name": (_text, _ANY),
+    "client_name": (_client_name, _ANY),
     "socket_keepalive": (_boolean, _TCP),
     "ssl_cert_reqs": (_choice("none", "optional", "required"), _TLS),
     "ssl_check_hostname": (_boolean, _TLS),
@@ -165,7 +175,8 @@ def _redis_option(scheme: str, name: str, value: str) -> None:
     if scheme not in schemes:
         raise ValueError(f"option {name} needs {' or '.join(f'{s}://' for s in schemes)}")
     try:
-        check(value.strip())
+        # redis-py sends a name as it is; a number or a flag it strips.
+        check(value if check is _client_name else value.strip())
     except ValueError as exc:
         raise ValueError(f"option {name}: {exc}") from None
 

@@ -187,7 +187,7 @@ def _restore(parts: Parts, stop: threading.Event) -> OpenPlay | None:
             return _restore_offline(parts)
         time.sleep(0.2)  # not stop.wait(): this is the signal handler's thread (see run())
     try:
-        parts.store.check_keys()  # a foreign key is exit 78 now, not at the first write that meets it
+        parts.store.check_keys(parts.settings.client_id)  # a foreign key is exit 78 now, not at the first write that meets it
     except StoreUnavailable:
         return _restore_offline(parts)
     if not parts.writer.flush():

@@ -77,12 +77,19 @@ def output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
     if path is None or path == "-":
         yield stdout
         return
+    if not path:
+        raise BadInput("-o: the file name is empty; give a file, or - for stdout")
     target = Path(path)
-    _refuse_unless_regular(target, path)
+    mode = _refuse_unless_regular(target, path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        # "x": O_EXCL, so a symlink planted at the temporary name is not followed either.
-        fh = open(tmp, "x", encoding="utf-8", newline="")
+        # O_EXCL, so a symlink planted at the temporary name is not followed either. A listening
+        # history is private: a new file is 0600, and a replaced one keeps its own mode, never
+        # widened by the rename (chmod 600 ok.csv stayed 600 only until the next export).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if mode is not None:
+            os.fchmod(fd, mode)
+        fh = open(fd, "w", encoding="utf-8", newline="")
     except OSError as exc:
         raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
     try:
@@ -97,15 +104,16 @@ def output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
         _remove_quietly(tmp)
 
 
-def _refuse_unless_regular(target: Path, path: str) -> None:
+def _refuse_unless_regular(target: Path, path: str) -> int | None:
+    """The permission bits of the regular file at target, None for a new file; else BadInput."""
     try:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
-        return  # a new file
+        return None  # a new file
     except OSError as exc:
         raise BadInput(f"-o {path}: cannot write: {exc.strerror or exc}") from None
     if stat.S_ISREG(mode):
-        return
+        return stat.S_IMODE(mode)
     kind = ("a symbolic link (give the path of the file it points to)" if stat.S_ISLNK(mode)
             else "a folder" if stat.S_ISDIR(mode)
             else "a FIFO" if stat.S_ISFIFO(mode)

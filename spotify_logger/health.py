@@ -23,7 +23,7 @@ from .keys import int_field
 from .lease import read_lease
 from .spool import Spool
 from .store import Memory, Store, StoreError, connect
-from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors
+from .storeerrors import foreign_key_error, foreign_keys, translate_redis_errors, write_refusal
 from .tokenstore import TokenStore
 
 STALE_POLL_FACTOR = 3             # a poll older than 3 x the longest interval (idle or playing) means the poller is down
@@ -40,6 +40,7 @@ class Health:
     redis_reachable: bool = False
     redis_error: str | None = None   # reachable, but unusable as REDIS_URL says (password, db, not Redis)
     redis_full: bool = False         # at maxmemory, with a policy that evicts nothing: writes are refused
+    redis_refusing: str | None = None  # READONLY (a replica) or MISCONF (a failed save): writes are refused
     redis_memory: dict[str, Any] | None = None   # used_memory, maxmemory (bytes), maxmemory_policy
     foreign_keys: list[str] = field(default_factory=list)  # our key names holding another type
     last_poll_at: float | None = None
@@ -75,19 +76,20 @@ def gather(settings: Settings, *, now: float | None = None, store: Store | None 
         h.redis_error = str(exc)
         h.problems.append(str(exc))
         return _local(settings, now, h, None)
-    _redis(store, h)
+    _redis(store, h, settings.client_id)
     return _local(settings, now, h, store)
 
 
-def _redis(store: Store, h: Health) -> None:
+def _redis(store: Store, h: Health, client_id: str | None) -> None:
     """Reachable means every read below answered, not just the PING: one verdict, one problem.
     A foreign key or a full store is Redis reachable, with that as the problem."""
     try:
-        found = _foreign_keys(store)
+        found = _foreign_keys(store, client_id)
         h.foreign_keys = [name for name, _, _ in found]
         if found:
             h.problems.append(str(foreign_key_error(found)))
         h.redis_reachable = True
+        _refusal(store, h)
         memory = _memory(store)
         if memory is None:
             return _status(store, h)
@@ -121,6 +123,17 @@ def _status(store: Store, h: Health) -> None:
         h.poller_lease, h.poller_lease_ttl_s = lease[0], round(lease[1], 1)
 
 
+def _refusal(store: Store, h: Health) -> None:
+    try:
+        h.redis_refusing = write_refusal(store.redis)
+    except StoreError:
+        return
+    if h.redis_refusing:
+        why = ("it is a read-only replica (REPLICAOF)" if h.redis_refusing == "READONLY" else
+               "its last save to disk failed and stop-writes-on-bgsave-error is on (see Redis's log)")
+        h.problems.append(f"Redis refuses writes ({h.redis_refusing}): {why}; plays wait in the spool")
+
+
 def _memory(store: Store) -> Memory | None:
     try:
         return store.memory()
@@ -128,13 +141,14 @@ def _memory(store: Store) -> Memory | None:
         return None
 
 
-def _foreign_keys(store: Store) -> list[tuple[str, str, str]]:
+def _foreign_keys(store: Store, client_id: str | None) -> list[tuple[str, str, str]]:
     with translate_redis_errors(store.redis):
-        return foreign_keys(store.redis)
+        return foreign_keys(store.redis, client_id=client_id)
 
 
 def _local(settings: Settings, now: float, h: Health, store: Store | None) -> Health:
-    usable = store is not None and h.redis_reachable and keys.COOLDOWN not in h.foreign_keys
+    # What a foreign key holds is not ours to read (the app's cooldown key is one of the budget's).
+    usable = store is not None and h.redis_reachable and not h.foreign_keys
     cooldown = Cooldown.in_state_dir(settings.state_dir, redis_client=store.redis if usable else None,
                                      clock=lambda: now, client_id=settings.client_id)
     cooldown.load()

@@ -47,6 +47,21 @@ def cooldown_key(client_id: str) -> str:
     """STRING JSON{until, reason}: the app's rate-limit or quota deadline, TTL to match."""
     return f"spotify-logger:cooldown:{client_hash(client_id)}"
 
+
+def client_key_types(client_id: str) -> dict[str, str]:
+    """The Redis type of each per-client key above, for the foreign-key check."""
+    return {budget_calls(client_id): "hash", budget_endpoints(client_id): "hash",
+            budget_learned(client_id): "string", cooldown_key(client_id): "string"}
+
+
+def client_key_type(key: str) -> str | None:
+    """The type of a per-client key of any client id (a script's KEYS name them), else None."""
+    if key.startswith(BUDGET_PREFIX):
+        return "string" if key.endswith(":learned") else "hash"
+    if key.startswith("spotify-logger:cooldown:"):
+        return "string"
+    return None
+
 # The fields of a play hash, in documentation order. Fields whose value is unknown are absent,
 # never "None": Redis cannot store None and a missing field reads as nil in redis-cli.
 PLAY_FIELDS: tuple[str, ...] = (

@@ -198,11 +198,11 @@ class Store:
         except StoreUnavailable:
             return False
 
-    def check_keys(self) -> None:
+    def check_keys(self, client_id: str | None = None) -> None:
         """Raise ForeignKey (exit 78) naming a fixed key of ours that holds another type. Once at
         start: the poll path finds one only when it writes, in the store script's type check."""
         with translate_redis_errors(self.redis):
-            found = foreign_keys(self.redis)
+            found = foreign_keys(self.redis, client_id=client_id)
         if found:
             raise foreign_key_error(found)
 

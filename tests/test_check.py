@@ -96,8 +96,8 @@ def test_overlapping_plays_of_one_uri_are_reported_not_repaired(mixed: Any, redi
 def test_repair_starts_over_when_the_poller_writes_meanwhile(mixed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     real_check, calls = check_module.check, []
 
-    def check_while_polling(client: Any) -> Any:
-        report = real_check(client)
+    def check_while_polling(client: Any, client_id: str | None = None) -> Any:
+        report = real_check(client, client_id)
         calls.append(1)
         if len(calls) == 1:  # the poller counts a new play between the scan and the write
             add_play(client, MON + 5 * DAY, 200_000, B)
@@ -116,8 +116,8 @@ def test_repair_gives_up_cleanly_when_writes_never_stop(mixed: Any, redis_server
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     real_check, start = check_module.check, [MON + 6 * DAY]
 
-    def always_polling(client: Any) -> Any:
-        report = real_check(client)
+    def always_polling(client: Any, client_id: str | None = None) -> Any:
+        report = real_check(client, client_id)
         start[0] += 300_000
         add_play(client, start[0], 200_000, B)
         return report

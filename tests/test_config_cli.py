@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,23 @@ def test_bad_setting_exits_78_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 78
     assert result.stderr.strip() == ("spotify-logger: SPOTIFY_LOGGER_POLL_INTERVAL='soon' is invalid: "
                                      "expected a number of seconds, such as 5 or 2.5")
+
+
+@pytest.mark.parametrize("env", [{"SPOTIFY_LOGGER_LOG_FORMAT": "json"}, {}])
+def test_a_bad_setting_of_run_is_logged_as_json_for_the_journal(tmp_path: Path, env: dict[str, str]) -> None:
+    """The settings are what failed, yet the line still has the format LOG_FORMAT (or a pipe) asks for."""
+    result = run_command(["run"], tmp_path, SPOTIFY_LOGGER_POLL_INTERVAL="0", **env)
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    event = json.loads(lines[0])
+    assert event["event"] == "startup_failed" and event["exit_code"] == 78
+    assert "SPOTIFY_LOGGER_POLL_INTERVAL" in event["error"]
+
+
+def test_a_bad_setting_of_run_on_console_format_stays_console(tmp_path: Path) -> None:
+    result = run_command(["run"], tmp_path, SPOTIFY_LOGGER_POLL_INTERVAL="0", SPOTIFY_LOGGER_LOG_FORMAT="console")
+    assert result.returncode == 78 and "startup_failed" in result.stderr and not result.stderr.startswith("{")
 
 
 def test_run_without_token_exits_78_and_says_what_to_do(tmp_path: Path) -> None:

@@ -87,6 +87,32 @@ def test_a_regular_file_is_replaced_whole(url: str, out: Path, capsys: pytest.Ca
     assert target.read_text().startswith("started_at,") and len(target.read_text().splitlines()) == 2
 
 
+@pytest.mark.parametrize("old_mode", [0o600, 0o640, 0o604])
+def test_a_replaced_file_keeps_its_mode(url: str, out: Path, capsys: pytest.CaptureFixture[str],
+                                        old_mode: int) -> None:
+    """chmod 600 ok.csv, then export -o ok.csv: it was 644 afterwards."""
+    target = out / "ok.csv"
+    target.write_text("old\n")
+    target.chmod(old_mode)
+    assert run_cli(capsys, url, "export", "-o", str(target))[0] == 0
+    assert stat.S_IMODE(target.stat().st_mode) == old_mode and target.read_text().startswith("started_at,")
+
+
+def test_a_new_file_is_private(url: str, out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        assert run_cli(capsys, url, "export", "-o", str(out / "new.csv"))[0] == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((out / "new.csv").stat().st_mode) == 0o600, "a listening history is private"
+
+
+def test_an_empty_file_name_is_not_called_a_folder(url: str, out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, err = run_cli(capsys, url, "export", "-o", "")
+    assert code == 65 and stdout == "" and err.count("\n") == 1, err
+    assert "empty" in err and "folder" not in err
+
+
 @pytest.mark.parametrize("where", ["missing/plays.csv", "a-file/plays.csv"])
 def test_an_unwritable_place_is_one_line_and_65(url: str, out: Path, capsys: pytest.CaptureFixture[str],
                                                where: str) -> None:

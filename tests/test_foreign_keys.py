@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Proc, env_for, redis_dump, run_py_cmd
 from helpers import A, MON, add_play, run_cli
+from spotify_logger import keys
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.cli import main
 from spotify_logger.errors import ForeignKey
@@ -109,6 +110,56 @@ def test_a_foreign_key_met_while_polling_spools_the_batch_and_stops(tmp_path: An
     with pytest.raises(ForeignKey):
         writer.write(Batch(polled_at=MON, writes=(PlayWrite(MON, fields, A),), current=MON))
     assert [b.writes[0].fields["uri"] for b in writer.spool.batches()] == [A], "kept for after the fix"
+
+
+# --- the app's budget and cooldown keys, named by its client id ---------------------------------
+
+def budget_keys(client_id: str) -> list[str]:
+    return [keys.budget_calls(client_id), keys.budget_endpoints(client_id), keys.budget_learned(client_id),
+            keys.cooldown_key(client_id)]
+
+
+@pytest.mark.parametrize("which", range(4), ids=["calls", "endpoints", "learned", "cooldown"])
+def test_check_and_status_name_a_foreign_budget_key(which: int, redis_server: RedisServer,
+                                                    sim_factory: Callable[..., Any],
+                                                    settings_for: Callable[..., Any],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """backfill and the poller said "`spotify-logger check` names it", and check said ok."""
+    settings = settings_for(sim_factory(), redis_server.url)
+    client = redis_server.client()
+    Store(client).apply(Batch(polled_at=MON))
+    key = budget_keys(settings.client_id)[which]
+    client.zadd(key, {"x": 1})  # a type none of them has
+    assert main(["check"], env=env_for(settings)) == 78
+    one_line_naming(capsys.readouterr().err, key)
+    assert main(["status", "--json"], env=env_for(settings)) == 69
+    health = json.loads(capsys.readouterr().out)
+    assert health["redis_reachable"] and health["foreign_keys"] == [key]
+    assert client.zrange(key, 0, -1) == ["x"], "a foreign key is never overwritten"
+
+
+def test_a_budget_key_met_by_the_budget_script_is_named(redis_server: RedisServer, sim_factory: Callable[..., Any],
+                                                        settings_for: Callable[..., Any],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = settings_for(sim_factory(), redis_server.url)
+    key = keys.budget_calls(settings.client_id)
+    redis_server.client().set(key, "x")
+    assert main(["backfill"], env=env_for(settings)) == 78
+    one_line_naming(capsys.readouterr().err, key)
+
+
+@pytest.mark.slow
+def test_the_poller_exits_78_once_naming_a_budget_key(redis_server: RedisServer, sim_factory: Callable[..., Any],
+                                                      settings_for: Callable[..., Any],
+                                                      spawn: Callable[..., Proc]) -> None:
+    settings = settings_for(sim_factory(Script((Idle(60_000),))), redis_server.url)
+    key = keys.budget_calls(settings.client_id)
+    redis_server.client().set(key, "x")
+    proc = spawn(run_py_cmd(), env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2"))
+    assert proc.wait(timeout=20) == 78, "\n".join(proc.lines[-20:])
+    assert len(proc.events("child_started")) == 1, "no restart loop"
+    failed = proc.events("startup_failed") + proc.events("poller_failed")
+    assert len(failed) == 1 and key in failed[0]["error"], failed
 
 
 # --- a foreign hash under a play key (item 6) ---------------------------------------------------

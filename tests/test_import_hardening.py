@@ -4,6 +4,7 @@ member, records from the future and uris Spotify never writes."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,17 @@ def test_near_duplicates_of_a_backfilled_play_confirm_it_once(real_redis: Any, t
     assert (summary.confirmed, summary.added, summary.duplicates) == (1, 0, 1)
     assert real_redis.zscore(keys.TRACK_COUNTS, song.uri) == 1 and len(play_hashes(real_redis)) == 1
     assert check(real_redis).ok
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_path_that_is_not_a_file_is_named_for_what_it_is(kind: str, real_redis: Any, redis_server: Any,
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`import /dev/zero` or a FIFO said "no such file or folder"."""
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    code, _, err = run_cli(capsys, redis_server.url, "import", str(path))
+    assert code == 65 and err.count("\n") == 1, err
+    assert "not a regular file" in err and "no such" not in err

@@ -284,14 +284,25 @@ def test_simulate_applies_the_quota_from_the_flag_or_the_script(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"SPOTIFY_LOGGER_REQUEST_BUDGET": "0"}, "between 1 and 100000"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET": "0"}, "from 1 to 100000 calls"),
     ({"SPOTIFY_LOGGER_REQUEST_BUDGET": "lots"}, "whole number"),
-    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "5"}, "between 10 and 604800"),
-    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "700000"}, "between 10 and 604800"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "5"}, "from 10 to 604800 seconds"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "700000"}, "from 10 to 604800 seconds"),
+    ({"SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "1e-7"}, "from 10 to 604800 seconds"),
 ])
 def test_budget_settings_are_validated(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    """One range per setting, the table's: the converter said "0.001 to 2.592e+06", then a
+    second check "10 to 604800"."""
+    with pytest.raises(ConfigError, match=message) as info:
         Settings.from_env(env)
+    assert "0.001" not in str(info.value) and "2.592e" not in str(info.value), info.value
+
+
+def test_a_short_budget_window_only_against_the_simulator() -> None:
+    loopback = {"SPOTIFY_API_URL": "http://127.0.0.1:1/v1", "SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "2"}
+    assert Settings.from_env(loopback).request_budget_window_s == 2.0
+    with pytest.raises(ConfigError, match="REQUEST_BUDGET_WINDOW"):   # 240 buckets of a few ms: no
+        Settings.from_env({**loopback, "SPOTIFY_LOGGER_REQUEST_BUDGET_WINDOW": "0.5"})
 
 
 def test_budget_settings_round_trip_to_a_child_process() -> None:

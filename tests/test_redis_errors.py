@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -15,7 +17,7 @@ import redis
 from conftest import Proc, env_for, run_py_cmd, wait_until
 from helpers import run_cli
 from spotify_logger.errors import StoreFull, StoreUnavailable
-from spotify_logger.redisproc import RedisServer
+from spotify_logger.redisproc import RedisServer, free_port
 from spotify_logger.simulator import Idle, Play, Script, track
 from spotify_logger.store import StoreError, translate_redis_errors
 
@@ -189,3 +191,95 @@ def test_an_option_redis_py_cannot_read_is_a_setting(redis_server: RedisServer,
     code, _, err = run_cli(capsys, f"redis://:s3cret@127.0.0.1:{redis_server.port}/0?socket_timeout=abc", "export")
     assert code == 78, err
     one_line_naming_redis_url(err)
+
+
+def test_a_client_name_redis_refuses_is_a_setting(redis_server: RedisServer,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # redis-py sends CLIENT SETNAME on connect; Redis refused "a b" at the first command: exit 70.
+    code, _, err = run_cli(capsys, f"redis://127.0.0.1:{redis_server.port}/0?client_name=a%20b", "stats", "top",
+                           "tracks")
+    assert code == 78, err
+    one_line_naming_redis_url(err)
+    assert "client_name" in err
+
+
+def test_redis_refusing_the_client_name_is_translated_as_a_setting(redis_server: RedisServer) -> None:
+    """The reply itself, for a name that reached Redis some other way (a caller's own client)."""
+    from spotify_logger.errors import StoreMisconfigured
+
+    client = redis.Redis(port=redis_server.port, client_name="a b")
+    with pytest.raises(StoreMisconfigured, match="REDIS_URL.*client_name"):
+        with translate_redis_errors(client):
+            client.ping()
+
+
+@pytest.mark.slow
+def test_the_poller_with_a_refused_client_name_stops_for_good(redis_server: RedisServer,
+                                                              sim_factory: Callable[..., Any],
+                                                              settings_for: Callable[..., Any],
+                                                              spawn: Callable[..., Proc]) -> None:
+    settings = settings_for(sim_factory(), redis_server.url)
+    url = f"redis://127.0.0.1:{redis_server.port}/0?client_name=a%20b"
+    proc = spawn(run_py_cmd(), {**env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2"), "REDIS_URL": url})
+    assert proc.wait(timeout=20) == 78, "\n".join(proc.lines)
+    assert len(proc.events("child_started")) <= 1, "a bad option is no reason to restart"
+    assert "REDIS_URL" in "\n".join(proc.lines)
+
+
+@pytest.fixture
+def http_server(tmp_path: Any) -> Iterator[int]:
+    """A real web server (python -m http.server): it answers the first line and closes, so
+    redis-py only ever saw 'Connection closed by server'."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _accepts(port), "http.server listening", timeout=10)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_real_web_server_at_redis_url_is_a_setting(http_server: int, sim_factory: Callable[..., Any],
+                                                    settings_for: Callable[..., Any],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from spotify_logger.cli import main
+
+    for argv in (["stats", "top", "tracks"], ["check"], ["export"]):
+        code, _, err = run_cli(capsys, f"redis://127.0.0.1:{http_server}/0", *argv)
+        assert code == 78, (argv, err)
+        one_line_naming_redis_url(err)
+        assert "not point to a Redis server" in err
+    settings = settings_for(sim_factory(), f"redis://127.0.0.1:{http_server}/0")
+    assert main(["status"], env=env_for(settings)) == 69
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "UNREACHABLE" not in out and "not point to a Redis server" in out
+
+
+def test_a_redis_that_went_away_is_still_an_outage(redis_server: RedisServer,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe asks only after a connection closed on us; a Redis that is down stays exit 75."""
+    url = redis_server.url
+    redis_server.stop(save=False)
+    code, _, err = run_cli(capsys, url, "stats", "top", "tracks")
+    assert code == 75 and "unreachable" in err, err
+
+
+@pytest.mark.slow
+def test_the_poller_with_a_web_server_at_redis_url_stops_for_good(http_server: int, sim_factory: Callable[..., Any],
+                                                                  settings_for: Callable[..., Any],
+                                                                  spawn: Callable[..., Proc]) -> None:
+    settings = settings_for(sim_factory(), f"redis://127.0.0.1:{http_server}/0")
+    proc = spawn(run_py_cmd(), env_for(settings, SPOTIFY_LOGGER_RESTART_DELAY="0.2"))
+    assert proc.wait(timeout=30) == 78, "\n".join(proc.lines)
+    assert len(proc.events("child_started")) == 1, "no restart loop, no spooling forever"
+    assert not settings.state_dir.joinpath("spool.jsonl").exists()

@@ -58,7 +58,8 @@ class Process:
         self.poller.poll_once()
 
     def parts(self) -> Any:
-        return SimpleNamespace(store=self.writer.store, writer=self.writer, mirror=self.mirror)
+        return SimpleNamespace(store=self.writer.store, writer=self.writer, mirror=self.mirror,
+                               settings=SimpleNamespace(client_id="app-1"))  # its budget keys are checked too
 
 
 @pytest.fixture

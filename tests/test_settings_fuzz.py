@@ -8,8 +8,10 @@ import math
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import redis.connection
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from spotify_logger import config
@@ -44,6 +46,7 @@ urls = st.one_of(
                      f"unix:///tmp/r.sock?socket_keepalive=yes&pw={SECRET}", "redis://h:/0", "unix://"]),
     st.builds(lambda scheme, rest: scheme + rest, st.sampled_from(["http://", "https://", "redis://", "unix://"]),
               st.text(max_size=30)),
+    st.builds(lambda name: "redis://h/0?client_name=" + quote(name), st.text(max_size=12)),
 )
 values = st.one_of(numbers, urls, st.text(max_size=40), st.text(alphabet=" \t\n\r\x0b\x00\u00a0\u2028", max_size=5))
 environments = st.dictionaries(st.sampled_from(NAMES), values, min_size=1, max_size=4)
@@ -67,6 +70,11 @@ def check_settings(env: dict[str, str]) -> None:
             assert math.isfinite(value) and convert.floor <= value <= convert.hi, (name, value)
         elif isinstance(convert, Whole):
             assert convert.lo <= value <= convert.hi, (name, value)
+    # What redis-py makes of REDIS_URL, and sends on connect, must be what Redis takes: a
+    # client_name with a space passed here and was exit 70 at the first command.
+    options = redis.connection.parse_url(s.redis_url)
+    name = options.get("client_name")
+    assert name is None or all("!" <= c <= "~" for c in name), s.redis_url  # Redis's CLIENT SETNAME rule
     # What the poller does with them must not overflow: ms as ints, timeouts for sockets.
     assert int(s.end_grace_s * 1000) >= 0 and int(s.reconcile_interval_s * 1000) >= 0
     assert Settings.from_env(s.to_env(), isatty=False) == s  # a child process gets the same
@@ -100,6 +108,8 @@ def test_each_setting_alone_with_the_values_that_broke_things(name: str, raw: st
     ("REDIS_URL", f"redis://:{SECRET}@h/0?socket_timeout=abc", "socket_timeout"),
     ("REDIS_URL", f"redis://:{SECRET}@h/{2**31}", "from 0 to 2147483647"),
     ("REDIS_URL", f"redis://:{SECRET}@h/0?frobnicate=1", "unsupported option"),
+    ("REDIS_URL", f"redis://:{SECRET}@h/0?client_name=a%20b", "client_name"),
+    ("REDIS_URL", f"redis://:{SECRET}@h/0?client_name=%20ab", "client_name"),
     ("REDIS_URL", "unix:///run/redis.sock?socket_keepalive=1", "needs redis:// or rediss://"),
 ])
 def test_out_of_range_names_the_variable_and_the_range(name: str, raw: str, expected: str) -> None:

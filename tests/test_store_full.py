@@ -12,6 +12,7 @@ from typing import Any, Callable
 import pytest
 import structlog
 
+from helpers import MON, A as PLAYED, B as OTHER, add_play, ext, run_cli, write_json
 from conftest import Proc, assert_counter_invariant, env_for, play_hashes, run_py_cmd, wait_until
 from spotify_logger.batch import Batch, PlayWrite
 from spotify_logger.cli import main
@@ -100,3 +101,23 @@ def test_store_full_is_logged_once_until_a_write_lands_again(tmp_path: Any, real
     assert events == ["store_full", "store_available", "store_full"]
     assert real_redis.hget("listening:1", "last_seen_at") == "40"
     assert all(e["maxmemory"] == 1 and e["used_memory"] > 1 for e in logs if e["event"] == "store_full")
+
+
+@pytest.mark.parametrize("argv", [["import"], ["check", "--repair"]])
+def test_a_command_on_a_full_redis_says_what_to_do_not_spool(argv: list[str], redis_server: RedisServer,
+                                                             tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing is spooled by these: "plays wait in the spool" was untrue."""
+    client = redis_server.client()
+    add_play(client, MON, 60_000)
+    client.zrem("plays:tracks", PLAYED)   # something for repair to write
+    if argv == ["import"]:
+        argv = ["import", str(write_json(tmp_path / "Streaming_History_Audio_2024.json",
+                                         [ext(MON + 10 * 60_000, 120_000, OTHER)]))]
+    fill_up(client)
+    code, out, err = run_cli(capsys, redis_server.url, *argv)
+    assert code == 75, (out, err)
+    said = out.splitlines()[0] if argv[0] == "import" else err   # import's summary, check's one line
+    assert "Redis is full" in said and "raise maxmemory" in said and " again" in said, (out, err)
+    if argv[0] == "check":
+        assert err.count("\n") == 1 and out == "", (out, err)
+    assert "spool" not in err + out, (out, err)

@@ -7,7 +7,7 @@ import json
 
 from ..check import check, repair
 from ..config import Settings
-from ..errors import EX_DATAERR, EX_OK
+from ..errors import EX_DATAERR, EX_OK, StoreUnavailable
 from ..store import connect
 
 
@@ -21,10 +21,13 @@ def register(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     client = connect(settings.redis_url)
     if args.repair:
-        before = repair(client)
+        try:
+            before = repair(client, client_id=settings.client_id)
+        except StoreUnavailable as exc:  # a full Redis, say: it says what to fix, this says what next
+            raise type(exc)(f"{exc}, then run `spotify-logger check --repair` again") from None
         if not args.json:
             print(f"repaired: {len(before.missing)} plays added to the index, {len(before.dangling)} stale index "
                   f"members removed, counters rewritten ({len(before.tracks)} uris, {len(before.artists)} artists)")
-    report = check(client)
+    report = check(client, settings.client_id)
     print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else report.render())
     return EX_OK if report.ok else EX_DATAERR

@@ -54,6 +54,8 @@ def _redis(h: Health) -> str:
         return "UNREACHABLE"
     if h.foreign_keys:
         return f"reachable, FOREIGN KEY ({', '.join(h.foreign_keys)}: see the problem below)"
+    if h.redis_refusing:
+        return f"reachable, REFUSES WRITES ({h.redis_refusing}: see the problem below)"
     if h.redis_full and h.redis_memory:
         return f"reachable, FULL (used_memory {h.redis_memory['used_memory']} of maxmemory {h.redis_memory['maxmemory']})"
     return "reachable"

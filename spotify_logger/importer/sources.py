@@ -78,6 +78,9 @@ def resolve(paths: Sequence[str | Path]) -> list[Source]:
             found.extend(_zip(path))
         elif path.is_file():
             found.append(_file(path))
+        elif path.exists():  # /dev/zero, a FIFO: reading one would never end, or wait forever
+            raise BadInput(f"{path}: not a regular file or folder (import reads Spotify's export: its .json "
+                           "files, a folder of them or the .zip)")
         else:
             raise BadInput(f"{path}: no such file or folder")
     unique = {s.label: s for s in found}.values()
