@@ -27,7 +27,7 @@ import redis
 
 from . import keys, stats
 from .api import SpotifyClient
-from .errors import EX_TEMPFAIL, ApiError, NotFound, RateLimited, SpotifyLoggerError
+from .errors import EX_TEMPFAIL, ApiError, BudgetExhausted, NotFound, RateLimited, SpotifyLoggerError
 from .timeutil import utc_iso
 from .logs import get_logger
 from .periods import LocalTime
@@ -149,6 +149,8 @@ class Publisher:
     def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
         try:
             return self.client.request(method, path, json=body)
+        except BudgetExhausted:
+            raise  # our own budget, not Spotify: its message says when the calls fit
         except RateLimited as exc:
             until = exc.until
         wait_s = until - self.clock()
@@ -159,6 +161,8 @@ class Publisher:
             raise Interrupted("stopped while waiting out a rate limit: the playlist was not written")
         try:
             return self.client.request(method, path, json=body)
+        except BudgetExhausted:
+            raise
         except RateLimited as again:
             raise _too_long(again.until, again.until - self.clock()) from None
 

@@ -295,3 +295,34 @@ def test_simulator_refuses_what_spotify_refuses(sim: SpotifySimulator, uris: Any
     answer = api(sim, "PUT", f"/playlists/{playlist.id}/items", {"uris": uris})
     assert answer.status_code == 400 and answer.json()["error"]["status"] == 400
     assert playlist.uris == [] and playlist.replaced == 0
+
+
+class _BudgetRefuses:
+    """A client whose every request our own request budget refuses."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def request(self, method: str, path: str, *, params: Any = None, json: Any = None) -> Any:
+        from spotify_logger.errors import BudgetExhausted
+
+        self.sent += 1
+        raise BudgetExhausted("PUT /playlists/{id}/items: the request budget is spent; the next call fits at "
+                              "2026-12-04T06:00:00Z", until=9e9)
+
+
+def test_a_spent_budget_mid_publish_says_so_and_does_not_wait_as_for_spotify() -> None:
+    import fakeredis
+
+    from spotify_logger import playlist
+    from spotify_logger.errors import BudgetExhausted
+
+    client = _BudgetRefuses()
+    with pytest.raises(BudgetExhausted, match="request budget") as refused:
+        playlist.Publisher(client, fakeredis.FakeRedis(decode_responses=True), max_wait_s=3600).publish(  # type: ignore[arg-type]
+            "Top", ["spotify:track:" + "a" * 22], public=False, description="")
+    assert "Spotify rate limit" not in str(refused.value)
+    assert client.sent == 1  # no wait and retry: the budget's own deadline is in its message

@@ -210,8 +210,34 @@ def test_a_command_the_budget_cannot_afford_exits_75_saying_when_it_fits(
         budget.spend("GET /me/player")
     code, _, err = cli(capsys, settings, "backfill")
     assert code == 75
-    assert "backfill: 1 calls needed, 0 left" in err and "they fit at" in err
+    assert "backfill: 2 calls needed, 0 left" in err and "they fit at" in err
     assert sim.requests_to("/v1/") == []
+
+
+def test_backfill_needs_a_whole_pass_and_playlist_its_worst_case_beside_the_pollers_reserve(
+        sim_factory: Any, settings_for: Any, redis_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from spotify_logger.schedule import reserve_for
+
+    sim = sim_factory(Script((Play(LONG, 3_600_000),)))
+    settings = settings_for(sim, redis_server.url, request_budget=100, request_budget_window_s=3600.0)
+    budget = RequestBudget(settings, redis_server.client(), settings.state_dir)
+    reserve = reserve_for(budget.view(), settings.min_play_ms / 1000)
+    assert 0 < reserve < 96
+    for _ in range(100 - 1):  # one call left: not a whole recently-played pass (two pages)
+        budget.spend("GET /me/player")
+    code, _, err = cli(capsys, settings, "backfill")
+    assert code == 75 and "backfill: 2 calls needed, 1 left" in err
+    # Playlist, with room for its worst case but not beside the poller's reserve: refused, unsent.
+    fresh = settings_for(sim, redis_server.url, request_budget=100, request_budget_window_s=3600.0,
+                         client_id="another-app")
+    other = RequestBudget(fresh, redis_server.client(), fresh.state_dir)
+    for _ in range(100 - reserve - 3):
+        other.spend("GET /me/player")
+    from test_playlist import store_plays
+    store_plays(redis_server.client(), [(LONG, 1, 10, True)])
+    code, _, err = cli(capsys, fresh, "playlist", "--name", "Top")
+    assert code == 75 and "playlist: 4 calls needed" in err and "they fit at" in err, err
+    assert [r for r in sim.requests_to("/v1/") if "playlist" in r.path] == []
 
 
 def test_status_shows_the_budget_the_pace_the_endpoints_and_the_cooldown_reason(

@@ -14,9 +14,12 @@ from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
 from ..timeutil import utc_iso
+from ..schedule import CALLS_PER_PASS
 from ..spool import require_empty
 
-CALLS_NEEDED = 1  # one recently-played page holds the whole feed (50); more only after a long gap
+# A pass over a full feed reads one page, then learns from a second that it is all. Backfill is a
+# recently-played pass itself, so it may use the calls the poller holds back for such passes.
+CALLS_NEEDED = CALLS_PER_PASS
 
 
 def register(p: argparse.ArgumentParser) -> None:

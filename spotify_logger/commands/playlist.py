@@ -18,10 +18,12 @@ from ..config import Settings
 from ..daemon import Parts
 from ..errors import EX_OK
 from ..periods import LocalTime, add_period_arguments, parse_hours, period
+from ..schedule import reserve_for
 from ..store import connect
 
 DEFAULT_NAME = "Top 10 this week"
-CALLS_NEEDED = 2  # replace (or create, then replace); a /tracks fallback may take more
+# The worst case: PUT /items (404), PUT /tracks (404: the playlist is gone), then create and fill.
+CALLS_NEEDED = 4
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -54,7 +56,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             # An empty week leaves last week's list in place rather than an empty playlist.
             print(f"no counted Spotify tracks ({label}): {args.name!r} left unchanged")
             return EX_OK
-        parts.budget.require(CALLS_NEEDED, "playlist")
+        # The calls the poller holds back for recently-played are not a playlist's to spend.
+        reserve = reserve_for(parts.budget.view(), settings.min_play_ms / 1000)
+        parts.budget.require(CALLS_NEEDED, "playlist", reserve=reserve)
         written = playlist.Publisher(parts.client, parts.store.redis).publish(
             args.name, [p.uri for p in picks], public=args.public,
             description=f"Most played tracks ({_hours_text(hours)}), updated by spotify-logger.")
